@@ -1,0 +1,251 @@
+"""Registry of architectures, each built from neural-tangents ``stax`` layers.
+
+One layer list gives both the finite network (``init``, ``apply``) and its
+infinite-width kernel (``kernel(x1, x2, 'ntk' | 'nngp')``), so finite-width
+eNTKs and the infinite-width NTK are computed for exactly the same network.
+
+All architectures take NHWC images; the MLP flattens them first, so it also
+accepts already-flat ``(N, D)`` inputs. Weights are i.i.d. N(0, 1) under the
+NTK parameterization (the setting of the paper's theorem: theory.md, §2).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from functools import cached_property
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from suite import _nt
+from suite.errors import SuiteError, require_positive_int, unknown_name
+
+ACTIVATIONS = ("relu", "erf", "gelu")
+PARAMETERIZATIONS = ("ntk", "standard")
+CNN_READOUTS = ("gap", "flatten")
+#: ResNet-18/34-like stage layouts (blocks per stage; channels double per stage).
+RESNET_STAGES = {"resnet18": (2, 2, 2, 2), "resnet34": (3, 4, 6, 3)}
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Hyper-parameters of one network. ``depth`` counts hidden layers (mlp),
+    conv layers (cnn) or residual blocks (resnet, unless ``stages`` is set)."""
+
+    arch: str
+    width: int = 256
+    depth: int = 2
+    n_outputs: int = 10
+    activation: str = "relu"
+    parameterization: str = "ntk"
+    W_std: float = 1.5
+    b_std: float | None = 0.05
+    readout: str = "gap"
+    stages: tuple[int, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.arch not in ARCHS:
+            raise unknown_name("architecture", self.arch, ARCHS)
+        require_positive_int("width", self.width)
+        require_positive_int("depth", self.depth)
+        require_positive_int("n_outputs", self.n_outputs)
+        if self.activation not in ACTIVATIONS:
+            raise unknown_name("activation", self.activation, ACTIVATIONS)
+        if self.parameterization not in PARAMETERIZATIONS:
+            raise unknown_name("parameterization", self.parameterization, PARAMETERIZATIONS)
+        if self.readout not in CNN_READOUTS:
+            raise unknown_name("readout", self.readout, CNN_READOUTS)
+        if not (isinstance(self.W_std, int | float) and math.isfinite(self.W_std) and self.W_std > 0):
+            raise SuiteError(f"W_std must be a positive finite number, got {self.W_std!r}")
+        if self.b_std is not None and not (
+            isinstance(self.b_std, int | float) and math.isfinite(self.b_std) and self.b_std >= 0
+        ):
+            raise SuiteError(f"b_std must be None or a finite number >= 0, got {self.b_std!r}")
+        if self.stages is not None:
+            if self.arch != "resnet":
+                raise SuiteError(f"stages only apply to arch 'resnet', not {self.arch!r}")
+            for s in self.stages:
+                require_positive_int("blocks per stage", s)
+
+    @property
+    def id(self) -> str:
+        """Readable stable id, e.g. ``mlp-d02-w0512-o10``."""
+        return f"{self.arch}-d{self.depth:02d}-w{self.width:04d}-o{self.n_outputs}"
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    """One registry entry: how to turn a config into a stax layer list."""
+
+    name: str
+    description: str
+    layers: Callable[[ModelConfig], list[Any]]
+
+
+def _activation(cfg: ModelConfig) -> Any:
+    return {"relu": _nt.stax.Relu, "erf": _nt.stax.Erf, "gelu": _nt.stax.Gelu}[cfg.activation]()
+
+
+def _keep_dtype(layer: Any) -> Any:
+    """Make a stax layer return its input's dtype.
+
+    stax scales by a numpy float64 constant, so with ``jax_enable_x64`` on, float32 inputs
+    and parameters come out float64 and the next Conv fails on mixed dtypes.
+    """
+    init_fn, apply_fn, kernel_fn = layer
+
+    def apply(params: Any, inputs: jax.Array, **kwargs: Any) -> jax.Array:
+        return apply_fn(params, inputs, **kwargs).astype(inputs.dtype)
+
+    return init_fn, apply, kernel_fn
+
+
+def _dense(cfg: ModelConfig, out: int) -> Any:
+    return _keep_dtype(
+        _nt.stax.Dense(out, W_std=cfg.W_std, b_std=cfg.b_std, parameterization=cfg.parameterization)
+    )
+
+
+def _conv(cfg: ModelConfig, out: int, shape: tuple[int, int] = (3, 3), strides=(1, 1)) -> Any:
+    return _keep_dtype(
+        _nt.stax.Conv(
+            out,
+            shape,
+            strides=strides,
+            padding="SAME",
+            W_std=cfg.W_std,
+            b_std=cfg.b_std,
+            parameterization=cfg.parameterization,
+        )
+    )
+
+
+def _mlp_layers(cfg: ModelConfig) -> list[Any]:
+    layers: list[Any] = [_nt.stax.Flatten()]
+    for _ in range(cfg.depth):
+        layers += [_dense(cfg, cfg.width), _activation(cfg)]
+    return [*layers, _dense(cfg, cfg.n_outputs)]
+
+
+def _pool(cfg: ModelConfig) -> Any:
+    return _nt.stax.GlobalAvgPool() if cfg.readout == "gap" else _nt.stax.Flatten()
+
+
+def _cnn_layers(cfg: ModelConfig) -> list[Any]:
+    layers: list[Any] = []
+    for _ in range(cfg.depth):
+        layers += [_conv(cfg, cfg.width), _activation(cfg)]
+    return [*layers, _pool(cfg), _dense(cfg, cfg.n_outputs)]
+
+
+def _residual_block(cfg: ModelConfig, channels: int, downsample: bool) -> Any:
+    stax = _nt.stax
+    strides = (2, 2) if downsample else (1, 1)
+    main = stax.serial(
+        _activation(cfg),
+        _conv(cfg, channels, strides=strides),
+        _activation(cfg),
+        _conv(cfg, channels),
+    )
+    shortcut = _conv(cfg, channels, (1, 1), strides) if downsample else stax.Identity()
+    return stax.serial(stax.FanOut(2), stax.parallel(main, shortcut), stax.FanInSum())
+
+
+def _resnet_layers(cfg: ModelConfig) -> list[Any]:
+    layers: list[Any] = [_conv(cfg, cfg.width)]
+    if cfg.stages is None:
+        layers += [_residual_block(cfg, cfg.width, False) for _ in range(cfg.depth)]
+    else:
+        for stage, blocks in enumerate(cfg.stages):
+            channels = cfg.width * 2**stage
+            for b in range(blocks):
+                layers.append(_residual_block(cfg, channels, downsample=stage > 0 and b == 0))
+    return [*layers, _activation(cfg), _pool(cfg), _dense(cfg, cfg.n_outputs)]
+
+
+ARCHS: dict[str, ArchSpec] = {
+    "mlp": ArchSpec("mlp", "fully connected: depth x (Dense(width), act), Dense(O)", _mlp_layers),
+    "cnn": ArchSpec(
+        "cnn", "depth x (Conv3x3(width), act), global-avg-pool or flatten, Dense(O)", _cnn_layers
+    ),
+    "resnet": ArchSpec(
+        "resnet",
+        "Conv stem, depth residual blocks (or ResNet-18/34-like stages), act, pool, Dense(O)",
+        _resnet_layers,
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Model:
+    """A finite network and its infinite-width kernel, from one stax layer list."""
+
+    config: ModelConfig
+    init_fn: Callable[..., Any] = field(repr=False)
+    apply_fn: Callable[..., Any] = field(repr=False)
+    kernel_fn: Callable[..., Any] = field(repr=False)
+
+    def init(self, key: jax.Array, input_shape: tuple[int, ...]) -> Any:
+        """Sample parameters. ``input_shape`` is one example's shape (e.g. ``(8, 8, 1)``);
+        a leading ``-1`` batch axis is accepted too."""
+        return self.init_fn(key, _batched(input_shape))[1]
+
+    def apply(self, params: Any, x: jax.Array) -> jax.Array:
+        """Logits ``(N, O)`` for inputs ``x`` (N examples)."""
+        return self.apply_fn(params, x)
+
+    def kernel(self, x1: jax.Array, x2: jax.Array | None = None, get: str = "ntk") -> jax.Array:
+        """Infinite-width kernel ``(N1, N2)`` per logit (Theta_inf; the full one is Theta_inf x I_O)."""
+        if get not in ("ntk", "nngp"):
+            raise unknown_name("kernel type", get, ("ntk", "nngp"))
+        return self._jitted_kernel(x1, x2, get)
+
+    @cached_property
+    def _jitted_kernel(self) -> Callable[..., jax.Array]:
+        return jax.jit(self.kernel_fn, static_argnames="get")
+
+    def param_count(self, input_shape: tuple[int, ...]) -> int:
+        """Number of trainable parameters, without allocating them."""
+        shapes = jax.eval_shape(lambda k: self.init(k, input_shape), jax.random.PRNGKey(0))
+        return sum(math.prod(leaf.shape) for leaf in jax.tree_util.tree_leaves(shapes))
+
+
+def _batched(input_shape: tuple[int, ...]) -> tuple[int, ...]:
+    shape = tuple(int(s) for s in input_shape)
+    return shape if shape and shape[0] == -1 else (-1, *shape)
+
+
+def build(name: str, **config: Any) -> Model:
+    """Build architecture ``name`` (a key of :data:`ARCHS`) with :class:`ModelConfig` fields.
+
+    Raises:
+        SuiteError: unknown architecture, unknown option or invalid value; the
+            message lists what is valid.
+    """
+    if name not in ARCHS:
+        raise unknown_name("architecture", name, ARCHS)
+    valid = set(ModelConfig.__dataclass_fields__) - {"arch"}
+    bad = sorted(set(config) - valid)
+    if bad:
+        raise SuiteError(f"unknown model option(s) {bad}; valid options: {', '.join(sorted(valid))}")
+    return from_config(ModelConfig(arch=name, **config))
+
+
+def from_config(cfg: ModelConfig) -> Model:
+    """Build the :class:`Model` described by a :class:`ModelConfig`."""
+    _nt.require()
+    init_fn, apply_fn, kernel_fn = _nt.stax.serial(*ARCHS[cfg.arch].layers(cfg))
+    return Model(cfg, init_fn, apply_fn, kernel_fn)
+
+
+def with_width(cfg: ModelConfig, width: int) -> ModelConfig:
+    """The same network at another width (for convergence sweeps)."""
+    return replace(cfg, width=width)
+
+
+def cast_params(params: Any, dtype: Any) -> Any:
+    """Cast every floating leaf of a parameter pytree to ``dtype``."""
+    return jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype), params)
