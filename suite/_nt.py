@@ -51,6 +51,8 @@ try:
     # Residual blocks end each branch in a fresh zero-mean Conv, so stax's FanIn
     # "independent inputs" warning is benign for every architecture in suite.models.
     warnings.filterwarnings("ignore", message="`FanIn` layers assume independent inputs")
+    # Structured derivatives calls jax's linear_util without DebugInfo (a jax 0.5 deprecation).
+    warnings.filterwarnings("ignore", message="linear_util.wrap_init is missing a DebugInfo")
 except Exception as exc:  # pragma: no cover - exercised only on unsupported jax
     IMPORT_ERROR = f"{type(exc).__name__}: {exc}"
 

@@ -378,14 +378,27 @@ def _sum_direction(n_outputs: int) -> np.ndarray:
 # --------------------------------------------------------------------------- registry
 
 
-def _block_row_sum_mean(full: jax.Array) -> jax.Array:
+# The identities below work on numpy and jax arrays alike (experiments pass float64 numpy).
+
+
+def _xp(full: Any) -> Any:
+    return np if isinstance(full, np.ndarray) else jnp
+
+
+def _block_row_sum_mean(full: Any) -> Any:
     # (1/O) 1^T Theta 1: the gradient of (1/sqrt O) sum_i f_i on each side gives
     # (1/O) sum_ij Theta_ij, i.e. O times the mean of the O*O entries.
     return full.sum(axis=(2, 3)) / full.shape[-1]
 
 
-def _block_trace(full: jax.Array) -> jax.Array:
-    return jnp.einsum("abcc->ab", full) / full.shape[-1]
+def _block_trace(full: Any) -> Any:
+    return _xp(full).einsum("abcc->ab", full) / full.shape[-1]
+
+
+def _block_projection(full: Any, key: jax.Array) -> Any:
+    xp = _xp(full)
+    v = xp.asarray(projection(key, full.shape[-1]), dtype=full.dtype)
+    return xp.einsum("abij,i,j->ab", full, v, v)
 
 
 @dataclass(frozen=True)
@@ -423,7 +436,7 @@ KERNELS: dict[str, KernelSpec] = {
     ),
     "projected_ntk": KernelSpec(
         "projected_ntk", "random projection", "NTK of v^T f, v a random unit vector", projected_ntk,
-        lambda full, key=None, **_: jnp.einsum("abij,i,j->ab", full, *(2 * [jnp.asarray(projection(key, full.shape[-1]), full.dtype)])),
+        lambda full, key, **_: _block_projection(full, key),
         False, lambda o: 1,
     ),
 }

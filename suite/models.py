@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any
 
 import jax
@@ -234,8 +234,13 @@ def build(name: str, **config: Any) -> Model:
     return from_config(ModelConfig(arch=name, **config))
 
 
+@lru_cache(maxsize=128)
 def from_config(cfg: ModelConfig) -> Model:
-    """Build the :class:`Model` described by a :class:`ModelConfig`."""
+    """Build the :class:`Model` described by a :class:`ModelConfig`.
+
+    Cached: the same config returns the same Model, hence the same ``apply`` function, so the
+    kernels' jit cache (keyed by apply function) is hit instead of recompiling.
+    """
     _nt.require()
     init_fn, apply_fn, kernel_fn = _nt.stax.serial(*ARCHS[cfg.arch].layers(cfg))
     return Model(cfg, init_fn, apply_fn, kernel_fn)

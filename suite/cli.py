@@ -1,0 +1,119 @@
+"""Command line: ``python -m suite {list,run,verify,report,figures}``.
+
+Errors in what the user asked for print one line naming the problem and the fix, and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from suite.errors import SuiteError
+
+
+def _parser() -> argparse.ArgumentParser:
+    from suite import paths
+    from suite.experiments import EXPERIMENTS, GRID_NAMES
+
+    p = argparse.ArgumentParser(
+        prog="python -m suite",
+        description="Verify and benchmark the pseudo-NTK approximation of the empirical NTK.",
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="list experiments, architectures, kernels and datasets")
+
+    def common(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--grid", choices=GRID_NAMES, default="quick", help="grid size (default: quick)")
+        sp.add_argument("--arch", action="append", help="only this architecture (repeatable)")
+        sp.add_argument("--out", type=Path, default=paths.REPORTS, help="reports directory (default: reports/)")
+        sp.add_argument("--float64", action="store_true", help="compute in float64 (default float32)")
+        sp.add_argument("--fresh", action="store_true", help="archive stored results and recompute all cases")
+        sp.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+    run = sub.add_parser("run", help="run one experiment's grid (resumes), then rebuild the report")
+    run.add_argument("experiment", help=f"one of: {', '.join(EXPERIMENTS)}")
+    common(run)
+    verify = sub.add_parser("verify", help="run every theorem experiment, then write summary.json, figures, REPORT.md")
+    common(verify)
+    for name, text in (("report", "rebuild summary.json, figures and REPORT.md from saved data"),
+                       ("figures", "re-render the figures from saved data (same as report)")):
+        sp = sub.add_parser(name, help=text)
+        sp.add_argument("--out", type=Path, default=paths.REPORTS, help="reports directory (default: reports/)")
+        sp.add_argument("--grid", choices=GRID_NAMES, default=None, help="grid to report (default: last run)")
+    return p
+
+
+def _list() -> None:
+    from suite import data, kernels, models
+    from suite.experiments import EXPERIMENTS
+
+    print("experiments:")
+    for e in EXPERIMENTS.values():
+        sizes = ", ".join(f"{g}={len(e.grid(g))} cases" for g in e.grids)
+        print(f"  {e.name:14s} {e.theorem:8s} {e.description} ({sizes})")
+    print("architectures:")
+    for a in models.ARCHS.values():
+        print(f"  {a.name:14s} {a.description}")
+    print("kernels:")
+    for k in kernels.KERNELS.values():
+        print(f"  {k.name:14s} {k.description}")
+    print(f"implementations: {', '.join(kernels.IMPLEMENTATION_CHOICES)}")
+    print("datasets:")
+    for d in data.DATASETS.values():
+        print(f"  {d.name:14s} {d.description}")
+
+
+def _run(names: Sequence[str], args: argparse.Namespace) -> None:
+    from suite import report, runner
+
+    start = time.perf_counter()
+    for name in names:
+        runner.run_experiment(
+            name, args.grid, archs=args.arch, out=args.out, dtype="float64" if args.float64 else None,
+            fresh=args.fresh, progress=not args.no_progress,
+        )
+    _report(args.out, args.grid)
+    print(f"done in {time.perf_counter() - start:.0f} s")
+
+
+def _report(out: Path, grid: str | None) -> None:
+    from suite import report
+
+    written = report.build(out, grid)
+    summary = report.load_summary(written["summary"])
+    counts: dict[str, int] = {}
+    for row in summary:
+        counts[row["verdict"]] = counts.get(row["verdict"], 0) + 1
+    head = [r for r in summary if (r["kernel"], r["metric"]) == report.HEADLINE]
+    for r in head:
+        slope = "nan" if r["slope"] is None else f"{r['slope']:+.2f}"
+        print(f"  {r['arch']:7s} depth {r['depth']}: pNTK rel. Frobenius slope {slope}  -> {r['verdict']}")
+    print(f"verdicts over {len(summary)} series: {counts}")
+    print(f"wrote {written['summary']}, {written['report']} and {len(written['figures'])} figure files")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "list":
+            _list()
+        elif args.command == "run":
+            from suite.experiments import get_experiment
+
+            _run([get_experiment(args.experiment).name], args)
+        elif args.command == "verify":
+            from suite.experiments import EXPERIMENTS
+
+            _run([n for n, e in EXPERIMENTS.items() if e.verify], args)
+        else:
+            _report(args.out, args.grid)
+    except SuiteError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished cases are saved; rerun the same command to resume", file=sys.stderr)
+        return 130
+    return 0

@@ -1,0 +1,127 @@
+"""Pieces shared by experiments: cached inputs and networks, and kernel error metrics.
+
+The metrics compare the exact eNTK Theta (N, N, O, O) with an approximation K (N, N) used as
+K x I_O (theory.md §1, "the approximation"). They are computed blockwise in float64 without
+forming the (N*O) x (N*O) Kronecker product.
+"""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+from functools import lru_cache
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from suite import _nt, data, models
+from suite.paths import ROOT
+
+DTYPES = {"float32": jnp.float32, "float64": jnp.float64}
+
+
+@lru_cache(maxsize=16)
+def inputs(dataset: str, n_inputs: int, data_seed: int = 0, dtype: str = "float32") -> jax.Array:
+    """A fixed, class-balanced, standardized NHWC input batch (the same for every width/seed)."""
+    ds = data.load(dataset, n=n_inputs, seed=data_seed)
+    return jnp.asarray(ds.x, DTYPES[dtype])
+
+
+def network(cfg: models.ModelConfig, seed: int, input_shape: tuple[int, ...], dtype: str) -> tuple[models.Model, Any]:
+    """The (cached) model of ``cfg`` and its parameters for init seed ``seed`` in ``dtype``."""
+    model = models.from_config(cfg)
+    params = model.init(jax.random.PRNGKey(seed), input_shape)
+    return model, models.cast_params(params, DTYPES[dtype])
+
+
+def ensure_dtype(dtype: str) -> None:
+    """Enable float64 in jax when a config asks for it (float64 is opt-in)."""
+    if dtype == "float64" and not jax.config.read("jax_enable_x64"):
+        jax.config.update("jax_enable_x64", True)
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def block_diagonal(full: np.ndarray) -> np.ndarray:
+    """(N1, N2, O) diagonal entries Theta_ab,ii of each O x O block."""
+    return np.einsum("abii->abi", full)
+
+
+def mean_diagonal(full: np.ndarray) -> float:
+    """Mean of the self-blocks' diagonal entries Theta_aa,ii: the kernel's typical scale."""
+    return float(np.einsum("aaii->", full) / (full.shape[0] * full.shape[-1]))
+
+
+def kron_distance(full: np.ndarray, approx: np.ndarray) -> float:
+    """||Theta - K x I_O||_F, blockwise:
+    sum_ab [ sum_ij Theta_abij^2 - 2 K_ab sum_i Theta_abii + O K_ab^2 ]."""
+    o = full.shape[-1]
+    sq = np.einsum("abij,abij->", full, full)
+    cross = np.sum(approx * np.einsum("abii->ab", full))
+    return float(np.sqrt(max(sq - 2 * cross + o * np.sum(approx**2), 0.0)))
+
+
+def rel_frobenius_kron(full: np.ndarray, approx: np.ndarray) -> float:
+    """||Theta - K x I_O||_F / ||Theta||_F (theorem T2)."""
+    return kron_distance(full, approx) / float(np.linalg.norm(full))
+
+
+def max_offdiagonal(full: np.ndarray) -> float:
+    """max_{a,b,i!=j} |Theta_ab,ij| / mean diagonal (theorem T1, off-diagonal part)."""
+    o = full.shape[-1]
+    off = np.abs(full) * (1 - np.eye(o))
+    return float(off.max() / mean_diagonal(full))
+
+
+def max_diagonal_deviation(full: np.ndarray, approx: np.ndarray) -> float:
+    """max_{a,b,i} |Theta_ab,ii - K_ab| / mean diagonal (theorem T1, diagonal part)."""
+    return float(np.abs(block_diagonal(full) - approx[:, :, None]).max() / mean_diagonal(full))
+
+
+def rel_frobenius(a: np.ndarray, b: np.ndarray) -> float:
+    """||a - b||_F / ||b||_F."""
+    return float(np.linalg.norm(a - b) / np.linalg.norm(b))
+
+
+# --------------------------------------------------------------------------- provenance
+
+
+def environment() -> dict[str, Any]:
+    """Versions, backend and commit recorded beside every result."""
+    import jaxlib
+
+    nt_version = None
+    if _nt.available():
+        from importlib.metadata import version
+
+        nt_version = version("neural-tangents")
+    device = jax.devices()[0]
+    return {
+        "jax": jax.__version__,
+        "jaxlib": jaxlib.__version__,
+        "neural_tangents": nt_version,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+        "backend": jax.default_backend(),
+        "device": getattr(device, "device_kind", str(device)),
+        "device_count": jax.device_count(),
+        "x64": bool(jax.config.read("jax_enable_x64")),
+        "git_commit": git_commit(),
+    }
+
+
+def git_commit() -> str | None:
+    """The suite's git commit (with ``-dirty`` when the tree has changes), if known."""
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=5, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!reports"], cwd=ROOT, capture_output=True, text=True, timeout=5
+        ).stdout.strip()
+        return sha + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return None

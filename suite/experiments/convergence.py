@@ -1,0 +1,138 @@
+"""Convergence of the pNTK to the eNTK at initialization, rate O(n^-1/2) (theorems T1, T2).
+
+For each (architecture, depth, width, seed) one exact eNTK Theta (N, N, O, O) is computed on
+a fixed batch of real inputs; every approximation K follows from it exactly
+(``KERNELS[k].from_entk``), so the approximations are compared on the same network:
+
+* ``rel_frobenius``: ||Theta - K x I_O||_F / ||Theta||_F (T2), for each approximation K.
+* ``max_offdiag`` (kernel ``entk``): max |Theta_ab,ij|, i != j, over mean diagonal (T1).
+* ``max_diag_dev``: max |Theta_ab,ii - K_ab| over mean diagonal (T1), for each K.
+* ``rel_frobenius_inf``: distance to the infinite-width NTK Theta_inf from neural-tangents'
+  ``kernel_fn``: ||K - Theta_inf|| / ||Theta_inf|| for pNTK and trace, and
+  ||Theta - Theta_inf x I|| / ||Theta_inf x I|| for the eNTK (a standard NTK result, not the
+  paper's theorem; theory.md §3 "infinite-width link").
+
+Expected (theory.md §4): every error falls like n^-1/2 (fitted slopes in about [-0.6, -0.35]).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+
+import jax
+import numpy as np
+import pandas as pd
+
+from suite import kernels, models
+from suite.errors import SuiteError, require_positive_int
+from suite.experiments import Experiment, common
+
+VERSION = "1"
+
+#: Widths per architecture: >= 5 widths spanning >= 16x (hidden units for mlp, channels else).
+QUICK_WIDTHS = {"mlp": (64, 128, 256, 512, 1024, 2048), "cnn": (16, 32, 64, 128, 256), "resnet": (16, 32, 64, 128, 256)}
+FULL_WIDTHS = {"mlp": (64, 128, 256, 512, 1024, 2048, 4096), "cnn": (16, 32, 64, 128, 256, 512), "resnet": (16, 32, 64, 128, 256, 512)}
+QUICK_DEPTHS = {"mlp": (1, 3), "cnn": (1, 2), "resnet": (1, 2)}
+FULL_DEPTHS = {"mlp": (1, 2, 4), "cnn": (1, 2, 4), "resnet": (1, 2, 4)}
+
+
+@dataclass(frozen=True)
+class Config:
+    """One case: a network at one width and init seed, on a fixed input batch."""
+
+    arch: str
+    depth: int
+    width: int
+    seed: int
+    n_outputs: int = 10
+    dataset: str = "digits"
+    n_inputs: int = 32
+    data_seed: int = 0
+    parameterization: str = "ntk"
+    dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        for name in ("depth", "width", "n_outputs", "n_inputs"):
+            require_positive_int(name, getattr(self, name))
+        if self.dtype not in common.DTYPES:
+            raise SuiteError(f"dtype must be one of {sorted(common.DTYPES)}, got {self.dtype!r}")
+
+    @property
+    def id(self) -> str:
+        """Readable case id, e.g. ``mlp-d03-w0512-s2``."""
+        return f"{self.arch}-d{self.depth:02d}-w{self.width:04d}-s{self.seed}"
+
+    def model_config(self) -> models.ModelConfig:
+        return models.ModelConfig(
+            self.arch, width=self.width, depth=self.depth, n_outputs=self.n_outputs,
+            parameterization=self.parameterization,
+        )
+
+
+def _grid(widths, depths, seeds: int, **common_fields) -> list[Config]:
+    return [
+        Config(arch, depth, width, seed, **common_fields)
+        for arch in widths
+        for depth in depths[arch]
+        for width in widths[arch]
+        for seed in range(seeds)
+    ]
+
+
+GRIDS = {
+    "quick": lambda: _grid(QUICK_WIDTHS, QUICK_DEPTHS, 5, dataset="digits", n_inputs=32),
+    "full": lambda: _grid(FULL_WIDTHS, FULL_DEPTHS, 5, dataset="mnist5k", n_inputs=64),
+}
+
+
+@lru_cache(maxsize=64)
+def infinite_ntk(cfg: models.ModelConfig, dataset: str, n_inputs: int, data_seed: int, dtype: str) -> np.ndarray:
+    """Theta_inf (N, N) of the architecture (width-independent under NTK parameterization)."""
+    x = common.inputs(dataset, n_inputs, data_seed, dtype)
+    return np.asarray(models.from_config(cfg).kernel(x, None, "ntk"), np.float64)
+
+
+def run(config: Config) -> pd.DataFrame:
+    """Compute one case's tidy rows (see the module docstring for the metrics)."""
+    common.ensure_dtype(config.dtype)
+    x = common.inputs(config.dataset, config.n_inputs, config.data_seed, config.dtype)
+    model, params = common.network(config.model_config(), config.seed, tuple(x.shape[1:]), config.dtype)
+    full = np.asarray(kernels.entk(model.apply, params, x), np.float64)
+
+    rows: list[tuple[str, str, float]] = [("entk", "max_offdiag", common.max_offdiagonal(full))]
+    approx_kwargs = {"logit_ntk": {"index": 0}, "projected_ntk": {"key": jax.random.PRNGKey(config.seed)}}
+    approximations = {}
+    for name in kernels.APPROXIMATIONS:
+        k = np.asarray(kernels.KERNELS[name].from_entk(full, **approx_kwargs.get(name, {})), np.float64)
+        approximations[name] = k
+        rows.append((name, "rel_frobenius", common.rel_frobenius_kron(full, k)))
+        rows.append((name, "max_diag_dev", common.max_diagonal_deviation(full, k)))
+
+    # Under standard parameterization Theta_inf depends on the declared width.
+    inf_cfg = config.model_config()
+    if config.parameterization == "ntk":
+        inf_cfg = models.with_width(inf_cfg, 1)
+    theta_inf = infinite_ntk(inf_cfg, config.dataset, config.n_inputs, config.data_seed, config.dtype)
+    for name in ("pntk", "trace_ntk"):
+        rows.append((name, "rel_frobenius_inf", common.rel_frobenius(approximations[name], theta_inf)))
+    inf_norm = np.sqrt(config.n_outputs) * np.linalg.norm(theta_inf)  # ||Theta_inf x I_O||_F
+    rows.append(("entk", "rel_frobenius_inf", common.kron_distance(full, theta_inf) / inf_norm))
+
+    case = asdict(config)
+    case["n_params"] = model.param_count(tuple(x.shape[1:]))
+    frame = pd.DataFrame(rows, columns=["kernel", "metric", "value"])
+    for col, value in reversed(case.items()):
+        frame.insert(0, col, value)
+    return frame
+
+
+EXPERIMENT = Experiment(
+    name="convergence",
+    description="pNTK -> eNTK at init: relative Frobenius and entrywise errors vs width, plus distance to the infinite-width NTK",
+    theorem="T1, T2",
+    version=VERSION,
+    config_type=Config,
+    grids=GRIDS,
+    run=run,
+)

@@ -1,0 +1,190 @@
+"""Reports from saved results: ``summary.json`` (fitted rates and verdicts), figures, REPORT.md.
+
+Reads only ``<out>/data/*.csv`` written by :mod:`suite.runner`; never computes a kernel.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from suite import paths, stats
+from suite.errors import SuiteError
+from suite.experiments import EXPERIMENTS, Experiment
+from suite.store import ResultStore, atomic_write_json, atomic_write_text
+
+#: The paper's headline quantity: the one the verdict table shows first.
+HEADLINE = ("pntk", "rel_frobenius")
+
+METRIC_TEXT = {
+    "rel_frobenius": "‖eNTK − K⊗I‖_F / ‖eNTK‖_F (T2)",
+    "max_offdiag": "max |off-diagonal| / mean diagonal (T1)",
+    "max_diag_dev": "max |diagonal − K| / mean diagonal (T1)",
+    "rel_frobenius_inf": "distance to the infinite-width NTK",
+}
+
+
+def load_results(out: Path, grid: str | None = None) -> dict[str, tuple[pd.DataFrame, dict[str, Any]]]:
+    """Rows and metadata of every experiment with results in ``out/data``, for one grid
+    (default: the grid each experiment last ran)."""
+    found = {}
+    for name, exp in EXPERIMENTS.items():
+        store = ResultStore(out / "data", name, version=exp.version)
+        frame = store.load()
+        if frame.empty:
+            continue
+        meta = store.metadata
+        chosen = grid or meta.get("grid") or frame["grid"].iloc[-1]
+        rows = frame[frame["grid"] == chosen]
+        if rows.empty:
+            continue
+        found[name] = (rows.reset_index(drop=True), {**meta, "grid": chosen})
+    return found
+
+
+def summarize(exp: Experiment, rows: pd.DataFrame) -> pd.DataFrame:
+    """Slope fits and verdicts of every series (error vs width over seeds) of one experiment."""
+    by = [c for c in exp.series_columns if c in rows.columns]
+    summary = stats.summarize(rows, by=by)
+    summary.insert(0, "experiment", exp.name)
+    return summary
+
+
+def build(out: str | Path | None = None, grid: str | None = None) -> dict[str, Any]:
+    """Write ``summary.json``, every figure and ``REPORT.md`` under ``out`` (default reports/).
+
+    Returns:
+        ``{"summary": Path, "report": Path, "figures": [Path, ...]}``.
+    """
+    from suite import figures
+
+    out = Path(out if out is not None else paths.REPORTS)
+    results = load_results(out, grid)
+    if not results:
+        raise SuiteError(
+            f"no results in {out / 'data'}; run an experiment first, e.g. "
+            "python -m suite verify (or python -m suite run convergence --grid quick)"
+        )
+    summaries = [summarize(EXPERIMENTS[name], rows) for name, (rows, _) in results.items()]
+    summary = pd.concat(summaries, ignore_index=True)
+    summary_path = out / "summary.json"
+    atomic_write_json(summary_path, _records(summary))
+
+    written: list[Path] = []
+    shown: list[tuple[Any, Path]] = []
+    for spec in figures.FIGURES.values():
+        if spec.experiment not in results:
+            continue
+        exp_summary = summary[summary["experiment"] == spec.experiment]
+        fig = figures.render(spec.name, results[spec.experiment][0], exp_summary)
+        files = figures.save(fig, out / "figures", spec.name)
+        written += files
+        shown.append((spec, next(p for p in files if p.suffix == ".png")))
+
+    report_path = out / "REPORT.md"
+    atomic_write_text(report_path, _markdown(results, summary, shown, out))
+    return {"summary": summary_path, "report": report_path, "figures": written}
+
+
+def _records(summary: pd.DataFrame) -> list[dict[str, Any]]:
+    records = []
+    for row in summary.to_dict(orient="records"):
+        clean = {}
+        for k, v in row.items():
+            if isinstance(v, float) and math.isnan(v):
+                v = None
+            elif v is pd.NA:
+                v = None
+            clean[str(k)] = v
+        records.append(clean)
+    return records
+
+
+def _fmt(x: Any, digits: int = 2) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "–"
+    return f"{x:+.{digits}f}" if isinstance(x, float) else str(x)
+
+
+def _verdict_table(summary: pd.DataFrame) -> str:
+    lines = [
+        "| experiment | arch | depth | kernel | metric | slope | 95% CI | R² | widths × seeds | verdict |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in summary.itertuples(index=False):
+        ci = f"[{_fmt(r.slope_ci_low)}, {_fmt(r.slope_ci_high)}]"
+        r2 = "–" if pd.isna(r.r2) else f"{r.r2:.2f}"
+        note = f" ({r.note})" if isinstance(r.note, str) and r.note else ""
+        lines.append(
+            f"| {r.experiment} | {r.arch} | {r.depth} | {r.kernel} | {r.metric} | {_fmt(r.slope)} | {ci} | "
+            f"{r2} | {r.n_widths} × {r.n_seeds} | **{r.verdict}**{note} |"
+        )
+    return "\n".join(lines)
+
+
+def _markdown(results, summary: pd.DataFrame, shown, out: Path) -> str:
+    t = stats.THRESHOLDS
+    head = summary[(summary["kernel"] == HEADLINE[0]) & (summary["metric"] == HEADLINE[1])]
+    counts = summary["verdict"].value_counts().to_dict()
+    parts = [
+        "# pNTK verification report",
+        "",
+        "Checks that the pseudo-NTK (gradient of the sum of logits / √O) converges to the exact "
+        "empirical NTK at initialization at rate O(n^-1/2) in width n (Mohamadi, Bae & Sutherland, "
+        "ICML 2023). Each series is fitted as log(error) = a + b·log(n) over all widths and seeds; "
+        f"the 95% CI of b comes from a bootstrap over seeds ({t.n_boot} resamples). Verdict: "
+        f"**consistent** when the CI overlaps [{t.band_low}, {t.band_high}] and the seed-mean error "
+        f"falls monotonically; **inconclusive** when the CI is wider than {t.max_ci_width} or there "
+        "are too few seeds; **contradicts** otherwise. Thresholds live in `suite/stats.py` "
+        "(`THRESHOLDS`).",
+        "",
+        "## Headline: pNTK vs eNTK, relative Frobenius error (theorem T2)",
+        "",
+        _verdict_table(head),
+        "",
+        f"All {len(summary)} fitted series: "
+        + ", ".join(f"{n} {v}" for v, n in sorted(counts.items()))
+        + ". Full table below.",
+        "",
+        "## What was run",
+        "",
+    ]
+    for name, (rows, meta) in results.items():
+        env = meta.get("environment", {})
+        shape = ", ".join(
+            f"{arch}: depths {sorted(g['depth'].unique().tolist())}, widths {sorted(g['width'].unique().tolist())}"
+            for arch, g in rows.groupby("arch")
+        )
+        cfg = rows.iloc[0]
+        parts += [
+            f"- **{name}** ({EXPERIMENTS[name].theorem}; `python -m suite run {name} --grid {meta['grid']}`): "
+            f"{rows['case_key'].nunique()} cases, {rows['seed'].nunique()} seeds; {shape}.",
+            f"  Data: `{cfg.get('dataset')}`, N = {cfg.get('n_inputs')} inputs, O = {cfg.get('n_outputs')}, "
+            f"{cfg.get('parameterization')} parameterization, {cfg.get('dtype')}.",
+            f"  Environment: jax {env.get('jax')}, neural-tangents {env.get('neural_tangents')}, "
+            f"backend {env.get('backend')} ({env.get('device')}), commit {env.get('git_commit')}; "
+            f"compute time {meta.get('compute_seconds', float('nan')):.0f} s.",
+        ]
+    parts += ["", "## Figures", ""]
+    for spec, png in shown:
+        parts += [f"### {spec.title}", "", f"![{spec.title}]({png.relative_to(out).as_posix()})", "", spec.caption, ""]
+    parts += [
+        "## All fitted series",
+        "",
+        "Metrics: " + "; ".join(f"`{k}` = {v}" for k, v in METRIC_TEXT.items()) + ".",
+        "",
+        _verdict_table(summary),
+        "",
+        "Regenerate: `python -m suite report` (from saved data), `python -m suite verify` (recompute).",
+        "",
+    ]
+    return "\n".join(parts)
+
+
+def load_summary(path: str | Path) -> list[dict[str, Any]]:
+    """Read a ``summary.json`` (for CI gates)."""
+    return json.loads(Path(path).read_text())
