@@ -110,10 +110,14 @@ def _fmt(x: Any, digits: int = 2) -> str:
     return f"{x:+.{digits}f}" if isinstance(x, float) else str(x)
 
 
+def _yes_no(flag: Any) -> str:
+    return "–" if flag is None or flag is pd.NA else ("yes" if flag else "no")
+
+
 def _verdict_table(summary: pd.DataFrame) -> str:
     lines = [
-        "| experiment | arch | depth | kernel | metric | slope | 95% CI | R² | widths × seeds | verdict |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| experiment | arch | depth | kernel | metric | slope | 95% CI | R² | widths × seeds | monotone | verdict |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in summary.itertuples(index=False):
         ci = f"[{_fmt(r.slope_ci_low)}, {_fmt(r.slope_ci_high)}]"
@@ -121,7 +125,7 @@ def _verdict_table(summary: pd.DataFrame) -> str:
         note = f" ({r.note})" if isinstance(r.note, str) and r.note else ""
         lines.append(
             f"| {r.experiment} | {r.arch} | {r.depth} | {r.kernel} | {r.metric} | {_fmt(r.slope)} | {ci} | "
-            f"{r2} | {r.n_widths} × {r.n_seeds} | **{r.verdict}**{note} |"
+            f"{r2} | {r.n_widths} × {r.n_seeds} | {_yes_no(r.monotone)} | **{r.verdict}**{note} |"
         )
     return "\n".join(lines)
 
