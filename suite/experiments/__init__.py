@@ -35,6 +35,7 @@ class Experiment:
         grids: grid name -> function returning the list of case configs.
         run: computes one case, returning tidy rows.
         verify: part of ``python -m suite verify``.
+        order: position in listings, the verify run and the report (lower first).
     """
 
     name: str
@@ -45,6 +46,7 @@ class Experiment:
     grids: Mapping[str, Callable[[], list[Any]]]
     run: Callable[[Any], pd.DataFrame]
     verify: bool = True
+    order: int = 100
 
     @property
     def series_columns(self) -> list[str]:
@@ -71,9 +73,19 @@ class Experiment:
 
 
 def _registry() -> dict[str, Experiment]:
-    from suite.experiments import convergence
+    """Every module of this package that defines ``EXPERIMENT``, ordered by ``Experiment.order``
+    (so adding an experiment is adding one module)."""
+    import importlib
+    import pkgutil
 
-    return {exp.name: exp for exp in (convergence.EXPERIMENT,)}
+    found = []
+    for info in pkgutil.iter_modules(__path__):
+        if info.name.startswith("_") or info.name == "common":
+            continue
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        if hasattr(module, "EXPERIMENT"):
+            found.append(module.EXPERIMENT)
+    return {exp.name: exp for exp in sorted(found, key=lambda e: (e.order, e.name))}
 
 
 EXPERIMENTS: dict[str, Experiment] = _registry()

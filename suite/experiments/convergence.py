@@ -135,4 +135,5 @@ EXPERIMENT = Experiment(
     config_type=Config,
     grids=GRIDS,
     run=run,
+    order=0,
 )

@@ -34,7 +34,6 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from suite.errors import SuiteError, unknown_name
-from suite.figures import alternatives, convergence, entries, infinite
 from suite.figures._common import (
     REQUIRED_COLUMNS,
     SETTING_COLUMNS,
@@ -61,11 +60,24 @@ __all__ = [
 
 log = logging.getLogger("suite.figures")
 
+def _discover() -> dict[str, FigureSpec]:
+    """Every module of this package that defines ``FIGURE`` (adding a figure is adding one
+    module), ordered by ``FigureSpec.order`` then name."""
+    import importlib
+    import pkgutil
+
+    specs = []
+    for info in pkgutil.iter_modules(__path__):
+        if info.name.startswith("_") or info.name == "style":
+            continue
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        if hasattr(module, "FIGURE"):
+            specs.append(module.FIGURE)
+    return {spec.name: spec for spec in sorted(specs, key=lambda s: (s.order, s.name))}
+
+
 #: Every figure, keyed by name (the file stem of its PNG and SVG).
-FIGURES: dict[str, FigureSpec] = {
-    spec.name: spec
-    for spec in (convergence.FIGURE, entries.FIGURE, alternatives.FIGURE, infinite.FIGURE)
-}
+FIGURES: dict[str, FigureSpec] = _discover()
 
 
 def render(name: str, data: pd.DataFrame, summary: pd.DataFrame | None = None) -> Figure:

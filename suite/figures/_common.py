@@ -68,6 +68,7 @@ class FigureSpec:
         title: Headline of the figure (also its suptitle's first line).
         caption: One or two sentences for the report.
         render: ``(data, summary or None) -> Figure``.
+        order: position in the report (lower first).
     """
 
     name: str
@@ -75,6 +76,7 @@ class FigureSpec:
     title: str
     caption: str
     render: RenderFn
+    order: int = 100
 
 
 def check_columns(df: pd.DataFrame, what: str, columns: Sequence[str] = REQUIRED_COLUMNS) -> None:

@@ -76,6 +76,7 @@ def render(data: pd.DataFrame, summary: pd.DataFrame | None = None) -> Figure:
 
 
 FIGURE = c.FigureSpec(
+    order=2,
     name=NAME,
     experiment="convergence",
     title=TITLE,

@@ -83,6 +83,7 @@ def render(data: pd.DataFrame, summary: pd.DataFrame | None = None) -> Figure:
 
 
 FIGURE = c.FigureSpec(
+    order=0,
     name=NAME,
     experiment="convergence",
     title=TITLE,

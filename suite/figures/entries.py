@@ -90,6 +90,7 @@ def render(data: pd.DataFrame, summary: pd.DataFrame | None = None) -> Figure:
 
 
 FIGURE = c.FigureSpec(
+    order=1,
     name=NAME,
     experiment="convergence",
     title=TITLE,

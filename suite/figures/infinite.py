@@ -91,6 +91,7 @@ def render(data: pd.DataFrame, summary: pd.DataFrame | None = None) -> Figure:
 
 
 FIGURE = c.FigureSpec(
+    order=3,
     name=NAME,
     experiment="convergence",
     title=TITLE,

@@ -1,0 +1,423 @@
+"""Read, summarize and compare pytest-benchmark JSON files of ``tests/test_bench_kernels.py``.
+
+Pure json + pandas: nothing here imports jax or neural-tangents, so reports can be built and
+baselines compared on any machine.
+
+* :func:`load` turns one ``--benchmark-json`` file into a tidy frame, one row per benchmark.
+* :func:`ratios` adds each median relative to the fastest entry of its group, to the
+  calibration matmul of the same run, and to the eNTK of the same network and implementation.
+* :func:`speedups` gives the eNTK / pNTK time ratio per network and O (paper, Figure 1).
+* :func:`compare` checks a candidate run against a baseline on calibration-normalized medians,
+  so a uniformly slower machine does not count as a regression.
+* :func:`summarize` writes a markdown report.
+
+Command line::
+
+    python -m suite.bench summarize RUN.json [--out reports/bench/]
+    python -m suite.bench compare BASELINE.json [CANDIDATE.json] [--threshold 0.25]
+
+``compare`` exits 1 when a benchmark regressed, naming it; without CANDIDATE it takes the
+newest other JSON file next to BASELINE.
+
+The module also provides the pytest hook :func:`pytest_benchmark_update_machine_info`
+(``pytest -p suite.bench``) that adds jax/jaxlib versions and the device to the JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+#: Group of the fixed matmul every run times, used to normalize for machine speed.
+CALIBRATION_GROUP = "calibration"
+#: Default regression threshold: a normalized median more than 25% above the baseline fails.
+DEFAULT_THRESHOLD = 0.25
+#: extra_info fields that identify "the same network and implementation" across kernels.
+PAIR_KEYS = ("bench", "model", "O", "N", "implementation")
+
+_STAT_COLUMNS = ("median", "iqr", "mean", "stddev", "min", "max", "rounds")
+
+
+class BenchFileError(ValueError):
+    """A file that is not a pytest-benchmark JSON report."""
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def read_json(path: str | Path) -> dict[str, Any]:
+    """The raw report, checked to have a ``benchmarks`` list."""
+    path = Path(path)
+    try:
+        raw = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise BenchFileError(f"{path}: no such file; run `nox -s bench` to create one") from None
+    except json.JSONDecodeError as exc:
+        raise BenchFileError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(raw, dict) or not isinstance(raw.get("benchmarks"), list):
+        raise BenchFileError(f"{path}: not a pytest-benchmark report (no 'benchmarks' list)")
+    return raw
+
+
+def load(json_path: str | Path) -> pd.DataFrame:
+    """One row per benchmark: name, fullname, group, params, stats (seconds), extra_info fields.
+
+    Stats columns: ``median``, ``iqr``, ``mean``, ``stddev``, ``min``, ``max``, ``rounds``.
+    Every ``extra_info`` key becomes a column (missing ones are NaN).
+    """
+    raw = read_json(json_path)
+    rows = []
+    for b in raw["benchmarks"]:
+        stats = b.get("stats") or {}
+        row: dict[str, Any] = {
+            "name": b.get("name"),
+            "fullname": b.get("fullname") or b.get("name"),
+            "group": b.get("group") or "",
+            "params": b.get("params") or {},
+        }
+        row.update({k: stats.get(k, math.nan) for k in _STAT_COLUMNS})
+        for key, value in (b.get("extra_info") or {}).items():
+            if key not in row:
+                row[key] = value
+        rows.append(row)
+    columns = ["name", "fullname", "group", "params", *_STAT_COLUMNS]
+    return pd.DataFrame(rows, columns=None if rows else columns)
+
+
+def machine_summary(json_path: str | Path) -> dict[str, Any]:
+    """Short machine description of a run: cpu, python, jax versions and device when recorded."""
+    info = read_json(json_path).get("machine_info") or {}
+    cpu = info.get("cpu") or {}
+    out = {
+        "node": info.get("node"),
+        "cpu": cpu.get("brand_raw") if isinstance(cpu, dict) else cpu,
+        "python": info.get("python_version"),
+    }
+    for key in ("jax", "jaxlib", "backend", "device"):
+        if key in info:
+            out[key] = info[key]
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def calibration_median(df: pd.DataFrame) -> float:
+    """Median time of the run's calibration benchmark (the smallest one if several), or NaN."""
+    cal = df.loc[df["group"] == CALIBRATION_GROUP, "median"]
+    return float(cal.min()) if len(cal) else math.nan
+
+
+# --------------------------------------------------------------------------- ratios
+
+
+def ratios(df: pd.DataFrame) -> pd.DataFrame:
+    """Add ratio columns to a :func:`load` frame (a copy).
+
+    * ``vs_fastest``: median / the smallest median of the same group (1.0 for the fastest).
+    * ``fastest``: True for the fastest entry of its group.
+    * ``vs_calibration``: median / the calibration matmul's median of the same run.
+    * ``vs_entk``: median / the eNTK's median for the same network, O, N and implementation
+      (the ``PAIR_KEYS`` of ``extra_info``); so a pNTK row's value is its pNTK/eNTK time ratio.
+    """
+    out = df.copy()
+    if out.empty:
+        for col in ("vs_fastest", "fastest", "vs_calibration", "vs_entk"):
+            out[col] = pd.Series(dtype=float)
+        return out
+    best = out.groupby("group")["median"].transform("min")
+    out["vs_fastest"] = out["median"] / best
+    out["fastest"] = out["median"] == best
+    out["vs_calibration"] = out["median"] / calibration_median(out)
+    out["vs_entk"] = math.nan
+    if "kernel" in out and all(k in out for k in PAIR_KEYS):
+        entk = out[out["kernel"] == "entk"].drop_duplicates(list(PAIR_KEYS))
+        entk_median = entk.set_index(list(PAIR_KEYS))["median"]
+        keys = pd.MultiIndex.from_frame(out[list(PAIR_KEYS)])
+        out["vs_entk"] = out["median"].to_numpy() / entk_median.reindex(keys).to_numpy()
+    return out
+
+
+def speedups(df: pd.DataFrame, kernel: str = "pntk") -> pd.DataFrame:
+    """eNTK time / ``kernel`` time per network and O (the paper's Figure 1 comparison).
+
+    One row per (bench, model, O, N) with columns ``entk_<impl>_ms``, ``<kernel>_<impl>_ms`` and
+    ``speedup_<impl>`` for each implementation timed for both kernels, plus ``speedup_best``:
+    the fastest eNTK over the fastest ``kernel`` across implementations.
+    """
+    needed = {"kernel", *PAIR_KEYS}
+    if df.empty or not needed <= set(df.columns):
+        return pd.DataFrame()
+    sub = df[df["kernel"].isin(["entk", kernel])]
+    table = sub.pivot_table(
+        index=["bench", "model", "O", "N"], columns=["kernel", "implementation"], values="median", aggfunc="min"
+    )
+    if "entk" not in table.columns.get_level_values(0) or kernel not in table.columns.get_level_values(0):
+        return pd.DataFrame()
+    out = pd.DataFrame(index=table.index)
+    impls = sorted(set(table["entk"].columns) & set(table[kernel].columns))
+    for impl in impls:
+        out[f"entk_{impl}_ms"] = table["entk"][impl] * 1e3
+        out[f"{kernel}_{impl}_ms"] = table[kernel][impl] * 1e3
+        out[f"speedup_{impl}"] = table["entk"][impl] / table[kernel][impl]
+    out["speedup_best"] = table["entk"].min(axis=1) / table[kernel].min(axis=1)
+    return out.reset_index()
+
+
+def auto_choice(df: pd.DataFrame) -> pd.DataFrame:
+    """Per group timing ``auto`` beside other implementations: what auto resolved to, the fastest
+    entry and auto / fastest."""
+    if df.empty or "implementation" not in df:
+        return pd.DataFrame()
+    rows = []
+    for group, g in df.groupby("group", sort=True):
+        auto = g[g["implementation"] == "auto"]
+        if auto.empty or g["implementation"].nunique() < 2:
+            continue
+        best = g.loc[g["median"].idxmin()]
+        resolved = auto["resolved_implementation"].iloc[0] if "resolved_implementation" in g else None
+        rows.append({
+            "group": group,
+            "auto_resolves_to": resolved,
+            "auto_ms": float(auto["median"].iloc[0]) * 1e3,
+            "fastest": best["implementation"],
+            "fastest_ms": float(best["median"]) * 1e3,
+            "auto_vs_fastest": float(auto["median"].iloc[0] / best["median"]),
+        })
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------- comparing
+
+
+def compare(
+    baseline_json: str | Path, candidate_json: str | Path, threshold: float = DEFAULT_THRESHOLD
+) -> tuple[pd.DataFrame, list[str]]:
+    """Compare two runs benchmark by benchmark on calibration-normalized medians.
+
+    Each median is divided by the calibration matmul's median of its own run, so a machine
+    that is uniformly k times slower gives ratios near 1. When either run lacks the calibration
+    benchmark, raw medians are compared instead (``normalized`` is False in the result).
+
+    Returns:
+        A frame with one row per benchmark in either run (``name``, ``group``,
+        ``baseline_ms``, ``candidate_ms``, ``raw_ratio``, ``ratio`` = normalized
+        candidate / baseline, ``status`` in ``ok``, ``faster``, ``regression``,
+        ``missing in candidate``, ``new in candidate``) and a list of failure messages,
+        one per regression (normalized ratio > 1 + threshold). Missing or new benchmarks
+        are reported in the frame, never failures.
+    """
+    if not threshold >= 0:
+        raise ValueError(f"threshold must be >= 0, got {threshold!r}")
+    base, cand = load(baseline_json), load(candidate_json)
+    base_cal, cand_cal = calibration_median(base), calibration_median(cand)
+    normalized = not (math.isnan(base_cal) or math.isnan(cand_cal))
+    scale_base = base_cal if normalized else 1.0
+    scale_cand = cand_cal if normalized else 1.0
+
+    b = base.drop_duplicates("fullname").set_index("fullname")
+    c = cand.drop_duplicates("fullname").set_index("fullname")
+    rows = []
+    failures = []
+    for key in [*b.index, *(k for k in c.index if k not in b.index)]:
+        in_b, in_c = key in b.index, key in c.index
+        src = b.loc[key] if in_b else c.loc[key]
+        row: dict[str, Any] = {"name": src["name"], "group": src["group"]}
+        row["baseline_ms"] = float(b.loc[key, "median"]) * 1e3 if in_b else math.nan
+        row["candidate_ms"] = float(c.loc[key, "median"]) * 1e3 if in_c else math.nan
+        if in_b and in_c:
+            row["raw_ratio"] = row["candidate_ms"] / row["baseline_ms"]
+            row["ratio"] = row["raw_ratio"] * scale_base / scale_cand
+            if row["ratio"] > 1 + threshold:
+                row["status"] = "regression"
+                failures.append(
+                    f"{src['name']} [{src['group']}]: {row['ratio']:.2f}x the baseline "
+                    f"({row['baseline_ms']:.3f} ms -> {row['candidate_ms']:.3f} ms"
+                    + (", calibration-normalized)" if normalized else ")")
+                )
+            elif row["ratio"] < 1 / (1 + threshold):
+                row["status"] = "faster"
+            else:
+                row["status"] = "ok"
+        else:
+            row["raw_ratio"] = row["ratio"] = math.nan
+            row["status"] = "missing in candidate" if in_b else "new in candidate"
+        rows.append(row)
+    out = pd.DataFrame(
+        rows, columns=["name", "group", "baseline_ms", "candidate_ms", "raw_ratio", "ratio", "status"]
+    )
+    out.attrs.update(normalized=normalized, machine_ratio=cand_cal / base_cal if normalized else math.nan)
+    return out, failures
+
+
+def newest_other(baseline: str | Path) -> Path:
+    """The most recently modified ``*.json`` next to ``baseline`` other than itself."""
+    baseline = Path(baseline)
+    others = [p for p in baseline.parent.glob("*.json") if p.resolve() != baseline.resolve()]
+    if not others:
+        raise BenchFileError(
+            f"no benchmark run next to {baseline} to compare; run `nox -s bench` first "
+            "or pass the candidate JSON explicitly"
+        )
+    return max(others, key=lambda p: (p.stat().st_mtime, p.name))
+
+
+# --------------------------------------------------------------------------- markdown
+
+
+def _fmt(x: Any, spec: str = ".3g") -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "–"
+    if isinstance(x, float | int) and not isinstance(x, bool):
+        return format(x, spec)
+    return str(x)
+
+
+def markdown_table(df: pd.DataFrame, columns: dict[str, str], formats: dict[str, str] | None = None) -> str:
+    """A GitHub markdown table of ``df[columns]`` with headers ``columns.values()``."""
+    formats = formats or {}
+    lines = ["| " + " | ".join(columns.values()) + " |", "|" + "---|" * len(columns)]
+    for _, row in df.iterrows():
+        cells = [_fmt(row[c], formats.get(c, ".3g")) for c in columns]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _short(name: str) -> str:
+    """``test_kernel[mlp-w0256-...]`` -> ``mlp-w0256-...``."""
+    return name[name.index("[") + 1 : -1] if "[" in name and name.endswith("]") else name
+
+
+def summarize(json_path: str | Path) -> str:
+    """Markdown report of one run: machine, one table per group, pNTK-vs-eNTK speedups, auto's choice."""
+    df = ratios(load(json_path))
+    machine = machine_summary(json_path)
+    lines = [f"# Benchmark summary: `{Path(json_path).name}`", ""]
+    lines += [f"- {k}: {v}" for k, v in machine.items()]
+    cal = calibration_median(df)
+    lines += [f"- calibration (512x512 float32 matmul) median: {_fmt(cal * 1e3, '.4g')} ms", ""]
+    lines += [
+        "Medians in ms; `x fastest` is the median over the group's fastest; `x calib` is the median "
+        "over the calibration matmul's (compare these across machines); `x eNTK` is the time "
+        "relative to the eNTK of the same network and implementation.",
+        "",
+    ]
+    sp = speedups(df)
+    if not sp.empty:
+        lines += ["## pNTK vs eNTK", "", "Speedup = eNTK time / pNTK time (higher is better).", ""]
+        impl_cols = {c: c.replace("speedup_", "") for c in sp.columns if c.startswith("speedup_")}
+        cols = {"bench": "bench", "model": "network", "O": "O", "N": "N", **impl_cols}
+        lines += [markdown_table(sp, cols, {c: ".3g" for c in impl_cols}), ""]
+    auto = auto_choice(df)
+    if not auto.empty:
+        lines += ["## auto vs the fastest implementation", ""]
+        cols = {"group": "group", "auto_resolves_to": "auto ->", "auto_ms": "auto (ms)",
+                "fastest": "fastest", "fastest_ms": "fastest (ms)", "auto_vs_fastest": "auto / fastest"}
+        lines += [markdown_table(auto, cols), ""]
+        lines += [f"auto within 10% of the fastest in {int((auto['auto_vs_fastest'] <= 1.1).sum())} "
+                  f"of {len(auto)} groups; worst {auto['auto_vs_fastest'].max():.2f}x.", ""]
+    lines += ["## Groups", ""]
+    df = df.assign(case=df["name"].map(_short), median_ms=df["median"] * 1e3, iqr_ms=df["iqr"] * 1e3)
+    for group, g in df.groupby("group", sort=True):
+        lines += [f"### {group}", ""]
+        g = g.sort_values("median")
+        cols = {"case": "benchmark", "median_ms": "median (ms)", "iqr_ms": "IQR (ms)", "rounds": "rounds",
+                "vs_fastest": "x fastest", "vs_calibration": "x calib", "vs_entk": "x eNTK"}
+        lines += [markdown_table(g, cols, {"rounds": "d"}), ""]
+    return "\n".join(lines)
+
+
+def compare_markdown(table: pd.DataFrame, failures: list[str], threshold: float) -> str:
+    """Markdown for a :func:`compare` result: verdict, regressions, then every benchmark."""
+    normalized = table.attrs.get("normalized", False)
+    head = [
+        f"# Benchmark comparison (threshold +{threshold:.0%}, "
+        + ("calibration-normalized" if normalized else "raw medians: a run lacks the calibration benchmark")
+        + ")",
+        "",
+    ]
+    if normalized:
+        head += [f"Machine speed (candidate / baseline calibration): {table.attrs['machine_ratio']:.3g}x", ""]
+    counts = table["status"].value_counts()
+    head += [", ".join(f"{n} {s}" for s, n in counts.items()), ""]
+    if failures:
+        head += ["## Regressions", "", *(f"- {f}" for f in failures), ""]
+    table = table.assign(case=table["name"].map(_short))
+    cols = {"case": "benchmark", "group": "group", "baseline_ms": "baseline (ms)",
+            "candidate_ms": "candidate (ms)", "raw_ratio": "raw", "ratio": "normalized", "status": "status"}
+    return "\n".join([*head, "## All benchmarks", "", markdown_table(table, cols)])
+
+
+# --------------------------------------------------------------------------- pytest hook
+
+
+def pytest_benchmark_update_machine_info(config: Any, machine_info: dict[str, Any]) -> None:
+    """pytest-benchmark hook (``pytest -p suite.bench``): record jax, jaxlib, backend, device."""
+    import jax
+    import jaxlib
+
+    machine_info["jax"] = jax.__version__
+    machine_info["jaxlib"] = getattr(jaxlib, "__version__", "unknown")
+    machine_info["backend"] = jax.default_backend()
+    machine_info["device"] = jax.devices()[0].device_kind
+    machine_info["device_count"] = jax.device_count()
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def _write(text: str, out: Path | None, default_name: str) -> None:
+    if out is None:
+        print(text)
+        return
+    target = out if out.suffix == ".md" else out / default_name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(text + "\n")
+    print(f"wrote {target}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m suite.bench {summarize,compare}``; returns the exit code."""
+    p = argparse.ArgumentParser(prog="python -m suite.bench", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("summarize", help="markdown summary of one pytest-benchmark JSON run")
+    s.add_argument("json", type=Path)
+    s.add_argument("--out", type=Path, help="a .md file, or a directory for <run>.md (default: stdout)")
+    c = sub.add_parser("compare", help="fail (exit 1) when a benchmark regressed against the baseline")
+    c.add_argument("baseline", type=Path)
+    c.add_argument("candidate", type=Path, nargs="?", help="default: newest other JSON next to the baseline")
+    c.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
+                   help="allowed slowdown of a normalized median (default 0.25 = 25%%)")
+    c.add_argument("--out", type=Path, help="also write the comparison as markdown (.md file or directory)")
+    args = p.parse_args(argv)
+    try:
+        if args.command == "summarize":
+            _write(summarize(args.json), args.out, f"{args.json.stem}.md")
+            return 0
+        candidate = args.candidate or newest_other(args.baseline)
+        print(f"baseline:  {args.baseline}\ncandidate: {candidate}")
+        table, failures = compare(args.baseline, candidate, args.threshold)
+    except (BenchFileError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    text = compare_markdown(table, failures, args.threshold)
+    if args.out is not None:
+        _write(text, args.out, f"compare-{Path(candidate).stem}.md")
+    else:
+        print(text)
+    if failures:
+        print(f"\nFAILED: {len(failures)} benchmark(s) slower than the baseline by more than "
+              f"{args.threshold:.0%} (calibration-normalized):", file=sys.stderr)
+        for f in failures:
+            print(f"  {f}", file=sys.stderr)
+        return 1
+    print(f"\nOK: no benchmark slower than the baseline by more than {args.threshold:.0%}.")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,229 @@
+"""suite.bench on tiny hand-made pytest-benchmark reports: loading, ratios, regressions, CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from suite import bench
+
+CALIBRATION_S = 0.005
+#: (kernel, implementation) -> median seconds, for one network at O = 10.
+TIMES = {
+    ("entk", "auto"): 0.040,
+    ("entk", "jax"): 0.080,
+    ("pntk", "auto"): 0.004,
+    ("pntk", "jax"): 0.010,
+}
+
+
+def _benchmark(name: str, group: str, median: float, extra: dict, params: dict | None = None) -> dict:
+    """One entry in pytest-benchmark's JSON schema (only the fields suite.bench reads, plus a few)."""
+    return {
+        "group": group,
+        "name": name,
+        "fullname": f"tests/test_bench_kernels.py::{name}",
+        "params": params or {},
+        "param": name[name.index("[") + 1 : -1] if "[" in name else None,
+        "extra_info": extra,
+        "options": {"disable_gc": False, "timer": "perf_counter", "min_rounds": 5},
+        "stats": {
+            "min": median * 0.9, "max": median * 1.2, "mean": median * 1.02, "stddev": median * 0.05,
+            "rounds": 20, "median": median, "iqr": median * 0.04, "q1": median * 0.98, "q3": median * 1.02,
+            "iqr_outliers": 0, "stddev_outliers": 1, "outliers": "1;0", "ld15iqr": median * 0.9,
+            "hd15iqr": median * 1.2, "ops": 1 / median, "total": median * 20, "iterations": 1,
+        },
+    }
+
+
+def write_run(path: Path, scale: float = 1.0, slow: dict | None = None, drop: tuple = (), add: tuple = ()) -> Path:
+    """A fake run: every time (calibration included) times ``scale``; ``slow`` multiplies single
+    (kernel, implementation) cases further; ``drop`` leaves cases out; ``add`` adds new ones."""
+    slow = slow or {}
+    benchmarks = []
+    for (kernel, impl), t in TIMES.items():
+        if (kernel, impl) in drop:
+            continue
+        name = f"test_kernel[mlp-w0256-d02-O10-{kernel}-{impl}]"
+        extra = {"bench": "kernels", "model": "mlp-w0256-d02", "arch": "mlp", "O": 10, "N": 8,
+                 "kernel": kernel, "implementation": impl,
+                 "resolved_implementation": "structured_derivatives" if impl == "auto" else impl}
+        params = {"arch": "mlp", "n_outputs": 10, "kernel": kernel, "implementation": impl}
+        benchmarks.append(_benchmark(name, f"mlp-O10-{kernel}", t * scale * slow.get((kernel, impl), 1.0),
+                                     extra, params))
+    for kernel in add:
+        name = f"test_kernel[mlp-w0256-d02-O10-{kernel}-jax]"
+        benchmarks.append(_benchmark(name, f"mlp-O10-{kernel}", 0.01 * scale, {"kernel": kernel}))
+    benchmarks.append(_benchmark("test_calibration_matmul", "calibration", CALIBRATION_S * scale,
+                                 {"bench": "calibration"}))
+    report = {
+        "machine_info": {"node": "box", "python_version": "3.11.7", "cpu": {"brand_raw": "Fake CPU"},
+                         "jax": "0.5.3", "backend": "cpu"},
+        "commit_info": {"id": "abc", "dirty": False},
+        "benchmarks": benchmarks,
+        "datetime": "2026-01-01T00:00:00+00:00",
+        "version": "5.3.1",
+    }
+    path.write_text(json.dumps(report))
+    return path
+
+
+@pytest.fixture
+def baseline(tmp_path) -> Path:
+    return write_run(tmp_path / "baseline-cpu.json")
+
+
+def test_load_one_row_per_benchmark_with_extra_info(baseline):
+    df = bench.load(baseline)
+    assert len(df) == len(TIMES) + 1
+    assert {"name", "group", "params", "median", "iqr", "rounds", "kernel", "implementation"} <= set(df.columns)
+    row = df[df["name"] == "test_kernel[mlp-w0256-d02-O10-pntk-auto]"].iloc[0]
+    assert row["median"] == pytest.approx(0.004)
+    assert row["params"]["kernel"] == "pntk"
+    assert bench.calibration_median(df) == pytest.approx(CALIBRATION_S)
+
+
+def test_load_rejects_files_that_are_not_reports(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"no": "benchmarks"}))
+    with pytest.raises(bench.BenchFileError, match="not a pytest-benchmark report"):
+        bench.load(bad)
+    with pytest.raises(bench.BenchFileError, match="no such file"):
+        bench.load(tmp_path / "missing.json")
+
+
+def test_ratios_fastest_calibration_and_entk(baseline):
+    df = bench.ratios(bench.load(baseline)).set_index("name")
+    pntk_jax = df.loc["test_kernel[mlp-w0256-d02-O10-pntk-jax]"]
+    assert pntk_jax["vs_fastest"] == pytest.approx(0.010 / 0.004)
+    assert pntk_jax["vs_calibration"] == pytest.approx(0.010 / CALIBRATION_S)
+    assert pntk_jax["vs_entk"] == pytest.approx(0.010 / 0.080)  # same implementation's eNTK
+    assert bool(df.loc["test_kernel[mlp-w0256-d02-O10-entk-auto]", "fastest"])
+    assert math.isnan(df.loc["test_calibration_matmul", "vs_entk"])
+
+
+def test_speedups_and_auto_choice(baseline):
+    df = bench.load(baseline)
+    sp = bench.speedups(df)
+    assert len(sp) == 1
+    row = sp.iloc[0]
+    assert row["speedup_auto"] == pytest.approx(10.0)
+    assert row["speedup_jax"] == pytest.approx(8.0)
+    assert row["speedup_best"] == pytest.approx(0.040 / 0.004)
+    auto = bench.auto_choice(df).set_index("group")
+    assert auto.loc["mlp-O10-pntk", "auto_vs_fastest"] == pytest.approx(1.0)
+    assert auto.loc["mlp-O10-pntk", "auto_resolves_to"] == "structured_derivatives"
+
+
+def test_identical_runs_pass(baseline, tmp_path):
+    candidate = write_run(tmp_path / "candidate.json")
+    table, failures = bench.compare(baseline, candidate)
+    assert failures == []
+    assert set(table["status"]) == {"ok"}
+    assert table["ratio"].to_numpy() == pytest.approx(1.0)
+
+
+def test_uniformly_slower_machine_passes(baseline, tmp_path):
+    candidate = write_run(tmp_path / "candidate.json", scale=2.0)
+    table, failures = bench.compare(baseline, candidate, threshold=0.25)
+    assert failures == []
+    assert table["raw_ratio"].to_numpy() == pytest.approx(2.0)
+    assert table["ratio"].to_numpy() == pytest.approx(1.0)
+    assert table.attrs["machine_ratio"] == pytest.approx(2.0)
+
+
+def test_injected_slowdown_fails_and_is_named(baseline, tmp_path):
+    candidate = write_run(tmp_path / "candidate.json", scale=2.0, slow={("pntk", "auto"): 2.0})
+    table, failures = bench.compare(baseline, candidate, threshold=0.25)
+    assert len(failures) == 1
+    assert "test_kernel[mlp-w0256-d02-O10-pntk-auto]" in failures[0]
+    assert "2.00x" in failures[0]
+    status = table.set_index("name")["status"]
+    assert status["test_kernel[mlp-w0256-d02-O10-pntk-auto]"] == "regression"
+    assert (status.drop("test_kernel[mlp-w0256-d02-O10-pntk-auto]") == "ok").all()
+
+
+def test_speedup_is_reported_not_failed(baseline, tmp_path):
+    candidate = write_run(tmp_path / "candidate.json", slow={("entk", "jax"): 0.5})
+    table, failures = bench.compare(baseline, candidate)
+    assert failures == []
+    assert table.set_index("name").loc["test_kernel[mlp-w0256-d02-O10-entk-jax]", "status"] == "faster"
+
+
+def test_slowdown_within_threshold_passes(baseline, tmp_path):
+    candidate = write_run(tmp_path / "candidate.json", slow={("pntk", "auto"): 1.2})
+    assert bench.compare(baseline, candidate, threshold=0.25)[1] == []
+    assert len(bench.compare(baseline, candidate, threshold=0.1)[1]) == 1
+
+
+def test_missing_and_new_benchmarks_are_reported_not_failed(baseline, tmp_path):
+    candidate = write_run(tmp_path / "candidate.json", drop=(("entk", "jax"),), add=("trace_ntk",))
+    table, failures = bench.compare(baseline, candidate)
+    assert failures == []
+    status = table.set_index("name")["status"]
+    assert status["test_kernel[mlp-w0256-d02-O10-entk-jax]"] == "missing in candidate"
+    assert status["test_kernel[mlp-w0256-d02-O10-trace_ntk-jax]"] == "new in candidate"
+
+
+def test_without_calibration_raw_medians_are_compared(baseline, tmp_path):
+    candidate = write_run(tmp_path / "candidate.json", scale=2.0)
+    raw = json.loads(candidate.read_text())
+    raw["benchmarks"] = [b for b in raw["benchmarks"] if b["group"] != "calibration"]
+    candidate.write_text(json.dumps(raw))
+    table, failures = bench.compare(baseline, candidate)
+    assert not table.attrs["normalized"]
+    assert len(failures) == len(TIMES)
+
+
+def test_summarize_has_a_table_per_group_and_speedups(baseline):
+    text = bench.summarize(baseline)
+    for group in ("mlp-O10-entk", "mlp-O10-pntk", "calibration"):
+        assert f"### {group}" in text
+    assert "## pNTK vs eNTK" in text
+    assert "| mlp-w0256-d02-O10-pntk-auto |" in text
+    assert "Fake CPU" in text
+
+
+def test_newest_other_picks_the_latest_candidate(baseline, tmp_path):
+    old = write_run(tmp_path / "cpu-a.json")
+    new = write_run(tmp_path / "cpu-b.json")
+    os.utime(old, (1, 1))
+    assert bench.newest_other(baseline) == new
+    os.utime(baseline, None)  # a fresher baseline is never its own candidate
+    assert bench.newest_other(baseline) == new
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "suite.bench", *args], capture_output=True, text=True,
+                          check=False, timeout=120)
+
+
+def test_cli_exit_codes(baseline, tmp_path):
+    same = write_run(tmp_path / "same.json", scale=3.0)
+    ok = _cli("compare", str(baseline), str(same), "--threshold", "0.25")
+    assert ok.returncode == 0, ok.stderr
+    assert "OK" in ok.stdout
+
+    slower = write_run(tmp_path / "slower.json", slow={("entk", "auto"): 1.5})
+    bad = _cli("compare", str(baseline), str(slower))
+    assert bad.returncode == 1
+    assert "test_kernel[mlp-w0256-d02-O10-entk-auto]" in bad.stderr
+    assert "FAILED: 1 benchmark" in bad.stderr
+
+    missing = _cli("compare", str(baseline), str(tmp_path / "nope.json"))
+    assert missing.returncode == 2
+    assert "no such file" in missing.stderr
+
+
+def test_cli_summarize_writes_markdown(baseline, tmp_path):
+    out = tmp_path / "out"
+    res = _cli("summarize", str(baseline), "--out", str(out))
+    assert res.returncode == 0, res.stderr
+    text = (out / "baseline-cpu.md").read_text()
+    assert "### mlp-O10-pntk" in text

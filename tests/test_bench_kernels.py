@@ -1,0 +1,313 @@
+"""Kernel benchmarks that double as correctness tests (pytest-benchmark).
+
+In the default run (``--benchmark-disable`` in pyproject) each case calls its kernel once and
+checks the result; ``nox -s bench`` times them (``--benchmark-enable --benchmark-only``, slow
+cases included) and writes ``reports/bench/<machine>-<stamp>.json`` for :mod:`suite.bench`.
+
+* ``test_kernel``: every kernel of :data:`suite.kernels.KERNELS` x every implementation
+  (``auto`` included) x every architecture x O in {10, 100}, N = 8 Gaussian 8x8x3 inputs,
+  K(X, X). Group ``{arch}-O{O}-{kernel}``: one table compares the implementations.
+* ``test_fig1_pair``: the paper's Figure 1 setting, eNTK vs pNTK for ONE pair of 32x32x3
+  inputs on ResNet-18/34-like networks (width 16) as O grows. Group ``fig1-{resnet}-O{O}``.
+* ``test_api_overhead``: the public kernel call (validation, memory check) vs the compiled
+  kernel alone.
+* ``test_calibration_matmul``: a fixed 512x512 float32 matmul, so that medians can be divided
+  by the machine's speed (``suite.bench.compare``).
+
+Timing: models, parameters and inputs are built once (cached), the kernel is compiled by an
+untimed call, and the timed callable ends in ``jax.block_until_ready``. The timed function is
+the jitted kernel :func:`suite.kernels.compiled` returns, without the public API's input
+validation (``test_api_overhead`` measures that); each case checks once that it equals the
+public API's result. After timing, every result is checked against the eNTK of the suite's
+own ``jax`` implementation through ``KERNELS[k].from_entk`` (float32, relative Frobenius error).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import jaxlib
+import numpy as np
+import pytest
+from conftest import rel_err
+
+from suite import data, kernels, models
+
+#: Examples per kernel call in the main grid, and their per-example shape.
+N = 8
+IMAGE = (8, 8, 3)
+#: Small networks (build kwargs); the id ``mlp-w0256-d02`` names each one.
+NETWORKS: dict[str, dict[str, int]] = {
+    "mlp": {"width": 256, "depth": 2},
+    "cnn": {"width": 32, "depth": 2},
+    "resnet": {"width": 16, "depth": 2},
+}
+OUTPUTS = (10, 100)
+#: Figure 1: one pair of 32x32x3 inputs, ResNet-18/34-like stages at this base width.
+FIG1_IMAGE = (32, 32, 3)
+FIG1_WIDTH = 16
+FIG1_OUTPUTS = (10, 100, 200)
+FIG1_IMPLEMENTATIONS = ("auto", "jax")
+
+KEY = jax.random.PRNGKey(7)
+KERNEL_KWARGS: dict[str, dict[str, Any]] = {"logit_ntk": {"index": 0}, "projected_ntk": {"key": KEY}}
+#: How each kernel is computed by :func:`suite.kernels.compiled`: eNTK and trace have their own
+#: modes; every other kernel is the NTK of v^T f for the direction below.
+MODES = {"entk": "full", "trace_ntk": "trace"}
+
+#: Relative Frobenius tolerance in float32 against the jax-implementation eNTK (as the kernel
+#: tests); accelerators default to reduced-precision (TF32) matmuls, hence the looser value.
+RTOL = {"cpu": 2e-4}
+RTOL_ACCELERATOR = 1e-2
+
+#: Rounds: about TARGET_S seconds of timing per benchmark, within [MIN_ROUNDS, MAX_ROUNDS].
+TARGET_S = 0.5
+MIN_ROUNDS, MAX_ROUNDS = 5, 200
+
+
+# --------------------------------------------------------------------------- cached problems
+
+
+@dataclass(frozen=True, eq=False)
+class Problem:
+    """A network, float32 parameters and inputs, built once per (network, O)."""
+
+    model_id: str
+    arch: str
+    width: int
+    depth: int
+    model: models.Model
+    params: Any
+    x1: jax.Array
+    x2: jax.Array | None
+    n_params: int
+
+    @property
+    def n(self) -> int:
+        return int(self.x1.shape[0])
+
+
+def _n_params(params: Any) -> int:
+    return sum(math.prod(jnp.shape(leaf)) for leaf in jax.tree_util.tree_leaves(params))
+
+
+def _inputs(n: int, image: tuple[int, ...]) -> jax.Array:
+    return jnp.asarray(data.load("gaussian", n=n, image_shape=image, seed=0, dtype=np.float32).x)
+
+
+@cache
+def grid_problem(arch: str, n_outputs: int) -> Problem:
+    """The main grid's network ``arch`` with O = ``n_outputs`` on N Gaussian 8x8x3 inputs."""
+    cfg = NETWORKS[arch]
+    model = models.build(arch, n_outputs=n_outputs, **cfg)
+    params = models.cast_params(model.init(jax.random.PRNGKey(0), IMAGE), jnp.float32)
+    model_id = f"{arch}-w{cfg['width']:04d}-d{cfg['depth']:02d}"
+    return Problem(model_id, arch, cfg["width"], cfg["depth"], model, params, _inputs(N, IMAGE), None,
+                   _n_params(params))
+
+
+@cache
+def fig1_problem(stages: str, n_outputs: int) -> Problem:
+    """Figure 1: ResNet-18/34-like ``stages``, base width 16, one pair of 32x32x3 inputs."""
+    model = models.build("resnet", n_outputs=n_outputs, width=FIG1_WIDTH, stages=models.RESNET_STAGES[stages])
+    params = models.cast_params(model.init(jax.random.PRNGKey(0), FIG1_IMAGE), jnp.float32)
+    x = _inputs(2, FIG1_IMAGE)
+    depth = sum(models.RESNET_STAGES[stages])
+    return Problem(f"{stages}-w{FIG1_WIDTH:04d}", "resnet", FIG1_WIDTH, depth, model, params, x[:1], x[1:],
+                   _n_params(params))
+
+
+@cache
+def reference_entk(problem: Problem) -> jax.Array:
+    """The eNTK by the suite's own jax implementation: the reference every case is checked against."""
+    return kernels.entk(problem.model.apply_fn, problem.params, problem.x1, problem.x2, implementation="jax")
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def direction(kernel: str, n_outputs: int) -> jax.Array:
+    """The output direction v of a scalar kernel (the NTK of v^T f)."""
+    if kernel == "pntk":
+        v = np.ones(n_outputs) / math.sqrt(n_outputs)
+    elif kernel == "logit_ntk":
+        v = np.eye(n_outputs)[KERNEL_KWARGS["logit_ntk"]["index"]]
+    elif kernel == "projected_ntk":
+        v = kernels.projection(KEY, n_outputs)
+    else:
+        raise AssertionError(f"no direction for kernel {kernel!r}")
+    return jnp.asarray(v, jnp.float32)
+
+
+def kernel_call(kernel: str, implementation: str, problem: Problem) -> Callable[[], jax.Array]:
+    """A zero-argument callable running the jitted kernel and blocking until it is done."""
+    resolved = kernels.resolve_implementation(implementation, kernel)
+    mode = MODES.get(kernel, "scalar")
+    fn = kernels.compiled(problem.model.apply_fn, resolved, mode)
+    p, x1, x2 = problem.params, problem.x1, problem.x2
+    if mode == "scalar":
+        v = direction(kernel, problem.model.config.n_outputs)
+        return lambda: jax.block_until_ready(fn(x1, x2, p, v))
+    return lambda: jax.block_until_ready(fn(x1, x2, p))
+
+
+def machine_info() -> dict[str, Any]:
+    """Backend and versions, recorded with every benchmark (see also suite.bench's hook)."""
+    return {
+        "backend": jax.default_backend(),
+        "device": jax.devices()[0].device_kind,
+        "jax": jax.__version__,
+        "jaxlib": jaxlib.__version__,
+    }
+
+
+def run_benchmark(benchmark: Any, fn: Callable[[], jax.Array]) -> jax.Array:
+    """Compile with one untimed call, then time ~TARGET_S seconds of rounds of ``fn``."""
+    if benchmark.disabled:
+        return benchmark.pedantic(fn, rounds=1, iterations=1)
+    fn()  # compile
+    start = time.perf_counter()
+    fn()
+    once = time.perf_counter() - start
+    rounds = min(MAX_ROUNDS, max(MIN_ROUNDS, math.ceil(TARGET_S / max(once, 1e-9))))
+    return benchmark.pedantic(fn, rounds=rounds, iterations=1, warmup_rounds=1)
+
+
+def tolerance() -> float:
+    return RTOL.get(jax.default_backend(), RTOL_ACCELERATOR)
+
+
+def check_against_reference(benchmark: Any, kernel: str, implementation: str, problem: Problem,
+                            got: jax.Array) -> None:
+    """Assert ``got`` equals the public API's result and the reference eNTK's identity."""
+    spec = kernels.KERNELS[kernel]
+    kwargs = KERNEL_KWARGS.get(kernel, {})
+    api = spec.compute(problem.model.apply_fn, problem.params, problem.x1, problem.x2,
+                       implementation=implementation, **kwargs)
+    assert got.shape == api.shape
+    assert rel_err(got, api) < 1e-6, "the benchmarked call differs from the public kernel API"
+    expected = spec.from_entk(reference_entk(problem), **kwargs)
+    err = rel_err(got, expected)
+    benchmark.extra_info["rel_err"] = err
+    assert err < tolerance(), f"{kernel} ({implementation}) is off the reference eNTK by {err:.2e}"
+
+
+def record(benchmark: Any, bench: str, kernel: str, implementation: str, problem: Problem) -> None:
+    benchmark.extra_info.update(
+        bench=bench,
+        model=problem.model_id,
+        arch=problem.arch,
+        width=problem.width,
+        depth=problem.depth,
+        O=problem.model.config.n_outputs,
+        N=problem.n,
+        n_params=problem.n_params,
+        kernel=kernel,
+        implementation=implementation,
+        resolved_implementation=kernels.resolve_implementation(implementation, kernel),
+        **machine_info(),
+    )
+
+
+# --------------------------------------------------------------------------- the grid
+
+
+def _is_slow(kernel: str, implementation: str, n_outputs: int) -> bool:
+    # Kernels needing O gradients per input (eNTK, trace) through the Jacobian-contraction or
+    # NTK-vector-product paths take ~0.1-1 s per call at O = 100.
+    return n_outputs >= 100 and kernel in MODES and implementation in ("jacobian_contraction", "ntk_vector_products")
+
+
+def _grid() -> list[Any]:
+    cases = []
+    for arch, cfg in NETWORKS.items():
+        for o in OUTPUTS:
+            for kernel in kernels.KERNELS:
+                for impl in kernels.IMPLEMENTATION_CHOICES:
+                    case_id = f"{arch}-w{cfg['width']:04d}-d{cfg['depth']:02d}-O{o}-{kernel}-{impl}"
+                    marks = [pytest.mark.slow] if _is_slow(kernel, impl, o) else []
+                    cases.append(pytest.param(arch, o, kernel, impl, id=case_id, marks=marks))
+    return cases
+
+
+@pytest.mark.parametrize(("arch", "n_outputs", "kernel", "implementation"), _grid())
+def test_kernel(benchmark, arch, n_outputs, kernel, implementation):
+    problem = grid_problem(arch, n_outputs)
+    benchmark.group = f"{arch}-O{n_outputs}-{kernel}"
+    record(benchmark, "kernels", kernel, implementation, problem)
+    got = run_benchmark(benchmark, kernel_call(kernel, implementation, problem))
+    check_against_reference(benchmark, kernel, implementation, problem, got)
+
+
+# --------------------------------------------------------------------------- Figure 1
+
+
+def _fig1_cases() -> list[Any]:
+    cases = []
+    for stages in models.RESNET_STAGES:
+        for o in FIG1_OUTPUTS:
+            for kernel in ("entk", "pntk"):
+                for impl in FIG1_IMPLEMENTATIONS:
+                    cheapest = (stages, o, kernel, impl) == ("resnet18", 10, "pntk", "auto")
+                    marks = [] if cheapest else [pytest.mark.slow]
+                    case_id = f"{stages}-w{FIG1_WIDTH:04d}-O{o}-{kernel}-{impl}"
+                    cases.append(pytest.param(stages, o, kernel, impl, id=case_id, marks=marks))
+    return cases
+
+
+@pytest.mark.parametrize(("stages", "n_outputs", "kernel", "implementation"), _fig1_cases())
+def test_fig1_pair(benchmark, stages, n_outputs, kernel, implementation):
+    """Paper Figure 1: eNTK vs pNTK time for one pair (x1, x2) as the number of outputs grows."""
+    problem = fig1_problem(stages, n_outputs)
+    benchmark.group = f"fig1-{stages}-O{n_outputs}"
+    record(benchmark, "fig1", kernel, implementation, problem)
+    got = run_benchmark(benchmark, kernel_call(kernel, implementation, problem))
+    expected_shape = (1, 1, n_outputs, n_outputs) if kernel == "entk" else (1, 1)
+    assert got.shape == expected_shape
+    check_against_reference(benchmark, kernel, implementation, problem, got)
+
+
+# --------------------------------------------------------------------------- API overhead
+
+
+@pytest.mark.parametrize("path", ["api", "compiled"])
+@pytest.mark.parametrize("arch", sorted(NETWORKS))
+def test_api_overhead(benchmark, arch, path):
+    """pNTK (auto) through the public API (validation, memory check) vs the compiled kernel alone."""
+    problem = grid_problem(arch, OUTPUTS[0])
+    benchmark.group = f"api-{arch}-O{OUTPUTS[0]}-pntk"
+    record(benchmark, "api", "pntk", "auto", problem)
+    benchmark.extra_info["path"] = path
+    if path == "api":
+        def fn() -> jax.Array:
+            return jax.block_until_ready(kernels.pntk(problem.model.apply_fn, problem.params, problem.x1))
+    else:
+        fn = kernel_call("pntk", "auto", problem)
+    got = run_benchmark(benchmark, fn)
+    check_against_reference(benchmark, "pntk", "auto", problem, got)
+
+
+# --------------------------------------------------------------------------- calibration
+
+
+@cache
+def _calibration_problem() -> tuple[Callable[[jax.Array], jax.Array], jax.Array]:
+    a = jax.random.normal(jax.random.PRNGKey(0), (512, 512), jnp.float32) / math.sqrt(512)
+    return jax.jit(lambda m: m @ m), a
+
+
+def test_calibration_matmul(benchmark):
+    """A fixed 512x512 float32 matmul: the machine-speed unit for comparing runs."""
+    matmul, a = _calibration_problem()
+    benchmark.group = "calibration"
+    benchmark.extra_info.update(bench="calibration", **machine_info())
+    got = run_benchmark(benchmark, lambda: jax.block_until_ready(matmul(a)))
+    expected = np.asarray(a, np.float64) @ np.asarray(a, np.float64)
+    assert rel_err(got, expected) < tolerance()
