@@ -17,6 +17,9 @@ from suite.errors import SuiteError
 from suite.experiments import EXPERIMENTS, Experiment
 from suite.store import ResultStore, atomic_write_json, atomic_write_text
 
+#: Verdict of series whose metric has no theoretical rate (Experiment.report_only_metrics).
+REPORTED = "reported"
+
 #: The paper's headline quantity: the one the verdict table shows first.
 HEADLINE = ("pntk", "rel_frobenius")
 
@@ -51,6 +54,9 @@ def summarize(exp: Experiment, rows: pd.DataFrame) -> pd.DataFrame:
     by = [c for c in exp.series_columns if c in rows.columns]
     summary = stats.summarize(rows, by=by)
     summary.insert(0, "experiment", exp.name)
+    report_only = summary["metric"].isin(exp.report_only_metrics)
+    summary.loc[report_only, "verdict"] = REPORTED
+    summary.loc[report_only, "note"] = "no rate is claimed by the theory; slope shown as measured"
     return summary
 
 
@@ -143,7 +149,8 @@ def _markdown(results, summary: pd.DataFrame, shown, out: Path) -> str:
         f"the 95% CI of b comes from a bootstrap over seeds ({t.n_boot} resamples). Verdict: "
         f"**consistent** when the CI overlaps [{t.band_low}, {t.band_high}] and the seed-mean error "
         f"falls monotonically; **inconclusive** when the CI is wider than {t.max_ci_width} or there "
-        "are too few seeds; **contradicts** otherwise. Thresholds live in `suite/stats.py` "
+        "are too few seeds; **contradicts** otherwise; **reported** for quantities the theory makes "
+        "no claim about (the slope is shown as measured). Thresholds live in `suite/stats.py` "
         "(`THRESHOLDS`).",
         "",
         "## Headline: pNTK vs eNTK, relative Frobenius error (theorem T2)",

@@ -36,6 +36,9 @@ class Experiment:
         run: computes one case, returning tidy rows.
         verify: part of ``python -m suite verify``.
         order: position in listings, the verify run and the report (lower first).
+        extra_series: row columns that also separate fitted series (e.g. ``epoch``).
+        report_only_metrics: metrics for which the theory claims no rate: their slopes are
+            fitted and shown, with verdict ``reported`` instead of a forced verdict.
     """
 
     name: str
@@ -47,13 +50,15 @@ class Experiment:
     run: Callable[[Any], pd.DataFrame]
     verify: bool = True
     order: int = 100
+    extra_series: tuple[str, ...] = ()
+    report_only_metrics: tuple[str, ...] = ()
 
     @property
     def series_columns(self) -> list[str]:
         """Columns identifying one fitted series (error vs width over seeds): every config
         field except width and seed, plus the grid, kernel and metric."""
         fields = [f for f in self.config_type.__dataclass_fields__ if f not in ("width", "seed")]
-        return ["grid", *fields, "kernel", "metric"]
+        return ["grid", *fields, *self.extra_series, "kernel", "metric"]
 
     def grid(self, name: str, archs: Sequence[str] | None = None) -> list[Any]:
         """Configs of grid ``name``, optionally only those of the given architectures."""
