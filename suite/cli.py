@@ -32,10 +32,12 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--float64", action="store_true", help="compute in float64 (default float32)")
         sp.add_argument("--fresh", action="store_true", help="archive stored results and recompute all cases")
         sp.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+        sp.add_argument("--jobs", type=int, default=1, help="worker processes (default 1; results are identical)")
 
     run = sub.add_parser("run", help="run one experiment's grid (resumes), then rebuild the report")
     run.add_argument("experiment", help=f"one of: {', '.join(EXPERIMENTS)}")
     common(run)
+    run.add_argument("--grid-file", type=Path, help="custom grid (TOML or JSON; see suite.experiments.load_grid_file)")
     verify = sub.add_parser("verify", help="run every theorem experiment, then write summary.json, figures, REPORT.md")
     common(verify)
     for name, text in (("report", "rebuild summary.json, figures and REPORT.md from saved data"),
@@ -67,15 +69,23 @@ def _list() -> None:
 
 
 def _run(names: Sequence[str], args: argparse.Namespace) -> None:
-    from suite import report, runner
+    from suite import runner
+
+    from suite.experiments import get_experiment, load_grid_file
 
     start = time.perf_counter()
+    grid_file = getattr(args, "grid_file", None)
+    grid = args.grid
     for name in names:
+        configs = None
+        if grid_file is not None:
+            configs = get_experiment(name).custom_grid(load_grid_file(grid_file))
+            grid = f"custom-{grid_file.stem}"
         runner.run_experiment(
-            name, args.grid, archs=args.arch, out=args.out, dtype="float64" if args.float64 else None,
-            fresh=args.fresh, progress=not args.no_progress,
+            name, grid, archs=args.arch, out=args.out, dtype="float64" if args.float64 else None,
+            fresh=args.fresh, progress=not args.no_progress, configs=configs, jobs=args.jobs,
         )
-    _report(args.out, args.grid)
+    _report(args.out, grid)
     print(f"done in {time.perf_counter() - start:.0f} s")
 
 

@@ -189,9 +189,15 @@ class Model:
     kernel_fn: Callable[..., Any] = field(repr=False)
 
     def init(self, key: jax.Array, input_shape: tuple[int, ...]) -> Any:
-        """Sample parameters. ``input_shape`` is one example's shape (e.g. ``(8, 8, 1)``);
-        a leading ``-1`` batch axis is accepted too."""
-        return self.init_fn(key, _batched(input_shape))[1]
+        """Sample parameters (float32). ``input_shape`` is one example's shape (e.g.
+        ``(8, 8, 1)``); a leading ``-1`` batch axis is accepted too.
+
+        Sampling always uses float32 draws, so a seed gives the same network whether or not
+        jax's x64 mode is on (with x64 on, ``jax.random.normal`` would draw another stream).
+        Cast with :func:`cast_params` for float64 work.
+        """
+        with _float32_draws():
+            return self.init_fn(key, _batched(input_shape))[1]
 
     def apply(self, params: Any, x: jax.Array) -> jax.Array:
         """Logits ``(N, O)`` for inputs ``x`` (N examples)."""
@@ -211,6 +217,16 @@ class Model:
         """Number of trainable parameters, without allocating them."""
         shapes = jax.eval_shape(lambda k: self.init(k, input_shape), jax.random.PRNGKey(0))
         return sum(math.prod(leaf.shape) for leaf in jax.tree_util.tree_leaves(shapes))
+
+
+def _float32_draws() -> Any:
+    """Context in which jax draws float32 random numbers even when x64 is enabled."""
+    try:
+        from jax.experimental import disable_x64
+
+        return disable_x64()
+    except ImportError:  # removed in later jax releases
+        return jax.enable_x64(False)  # type: ignore[attr-defined]
 
 
 def _batched(input_shape: tuple[int, ...]) -> tuple[int, ...]:

@@ -9,20 +9,24 @@ and the grid is recomputed.
 
 from __future__ import annotations
 
+import multiprocessing
 import platform
 import shutil
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import jax
 import pandas as pd
 from tqdm.auto import tqdm
 
 from suite import paths
+from suite.errors import require_positive_int
 from suite.experiments import common, get_experiment
 from suite.store import ResultStore, case_key
 
@@ -66,6 +70,8 @@ def run_experiment(
     fresh: bool = False,
     progress: bool = True,
     max_cases: int | None = None,
+    configs: Sequence[Any] | None = None,
+    jobs: int = 1,
 ) -> pd.DataFrame:
     """Run (or resume) ``grid`` of experiment ``name``; return the rows of that grid's cases.
 
@@ -78,9 +84,16 @@ def run_experiment(
         fresh: archive stored results and recompute everything.
         progress: show a progress bar on stderr.
         max_cases: stop after computing this many new cases (for tests and quick looks).
+        configs: explicit cases (e.g. from a grid file) instead of the named grid; ``grid`` is
+            then only the label stored with the rows.
+        jobs: compute cases in this many worker processes (results are identical to one
+            process; the parent alone writes the results file).
     """
     exp = get_experiment(name)
-    configs = exp.grid(grid, archs)
+    require_positive_int("jobs", jobs)
+    configs = list(configs) if configs is not None else exp.grid(grid, archs)
+    if archs and configs:
+        configs = [c for c in configs if c.arch in archs]
     if dtype is not None:
         configs = [type(c)(**{**asdict(c), "dtype": dtype}) for c in configs]
     for c in configs:
@@ -107,14 +120,13 @@ def run_experiment(
 
     started = time.perf_counter()
     store.write_metadata({"grid": grid, "environment": env, "started": _now()})
-    bar = tqdm(todo, desc=f"{exp.name} [{grid}]", unit="case", disable=not progress, file=sys.stderr)
-    for key, config in bar:
+    bar = tqdm(total=len(todo), desc=f"{exp.name} [{grid}]", unit="case", disable=not progress, file=sys.stderr)
+    for key, config, rows, seconds in _compute(exp.name, todo, jobs):
         bar.set_postfix_str(config.id)
-        t0 = time.perf_counter()
-        rows = exp.run(config)
         rows["grid"] = grid
-        rows["seconds"] = time.perf_counter() - t0
+        rows["seconds"] = seconds
         store.add(key, rows)
+        bar.update()
     bar.close()
     previous = float(store.metadata.get("compute_seconds", 0.0))
     store.write_metadata({
@@ -124,6 +136,34 @@ def run_experiment(
     })
     frame = store.load()
     return frame[frame["case_key"].isin(keys)].reset_index(drop=True)
+
+
+def _timed_case(name: str, config: Any) -> tuple[pd.DataFrame, float]:
+    """Compute one case (in this or a worker process)."""
+    t0 = time.perf_counter()
+    rows = get_experiment(name).run(config)
+    return rows, time.perf_counter() - t0
+
+
+def _init_worker(x64: bool) -> None:
+    jax.config.update("jax_enable_x64", x64)
+
+
+def _compute(name: str, todo: list[tuple[str, Any]], jobs: int) -> Iterator[tuple[str, Any, pd.DataFrame, float]]:
+    """Yield finished cases in grid order, computed here or in ``jobs`` spawned workers."""
+    if jobs == 1 or len(todo) <= 1:
+        for key, config in todo:
+            yield key, config, *_timed_case(name, config)
+        return
+    # spawn, not fork: jax is multithreaded and must not be forked after initialisation.
+    # Workers take the parent's x64 mode: it changes jax's default precision (e.g. of the
+    # infinite-width kernel), and results must not depend on the number of processes.
+    x64 = bool(jax.config.read("jax_enable_x64"))
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_init_worker, initargs=(x64,)) as pool:
+        futures = [(key, config, pool.submit(_timed_case, name, config)) for key, config in todo]
+        for key, config, future in futures:
+            yield key, config, *future.result()
 
 
 def _now() -> str:

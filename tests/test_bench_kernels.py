@@ -66,6 +66,12 @@ MODES = {"entk": "full", "trace_ntk": "trace"}
 #: tests); accelerators default to reduced-precision (TF32) matmuls, hence the looser value.
 RTOL = {"cpu": 2e-4}
 RTOL_ACCELERATOR = 1e-2
+#: Figure 1 checks one scalar per kernel from dot products over ~0.7-1.4M parameters. Under jit
+#: on XLA:CPU the suite's ``jax`` pNTK path (per-example gradients, then ``a @ b.T`` per leaf)
+#: is 2.5e-4 (O=10) to 5e-4 (O=100) off a float64 reference on ResNet-18 for one pair, while
+#: structured derivatives and the eNTK identity are within 1e-6: long float32 vector-vector dots
+#: are accumulated sequentially there. Hence a looser float32 tolerance for this benchmark only.
+RTOL_FIG1 = 2e-3
 
 #: Rounds: about TARGET_S seconds of timing per benchmark, within [MIN_ROUNDS, MAX_ROUNDS].
 TARGET_S = 0.5
@@ -185,7 +191,7 @@ def tolerance() -> float:
 
 
 def check_against_reference(benchmark: Any, kernel: str, implementation: str, problem: Problem,
-                            got: jax.Array) -> None:
+                            got: jax.Array, rtol: float | None = None) -> None:
     """Assert ``got`` equals the public API's result and the reference eNTK's identity."""
     spec = kernels.KERNELS[kernel]
     kwargs = KERNEL_KWARGS.get(kernel, {})
@@ -196,7 +202,8 @@ def check_against_reference(benchmark: Any, kernel: str, implementation: str, pr
     expected = spec.from_entk(reference_entk(problem), **kwargs)
     err = rel_err(got, expected)
     benchmark.extra_info["rel_err"] = err
-    assert err < tolerance(), f"{kernel} ({implementation}) is off the reference eNTK by {err:.2e}"
+    rtol = tolerance() if rtol is None else max(rtol, tolerance())
+    assert err < rtol, f"{kernel} ({implementation}) is off the reference eNTK by {err:.2e}"
 
 
 def record(benchmark: Any, bench: str, kernel: str, implementation: str, problem: Problem) -> None:
@@ -271,7 +278,7 @@ def test_fig1_pair(benchmark, stages, n_outputs, kernel, implementation):
     got = run_benchmark(benchmark, kernel_call(kernel, implementation, problem))
     expected_shape = (1, 1, n_outputs, n_outputs) if kernel == "entk" else (1, 1)
     assert got.shape == expected_shape
-    check_against_reference(benchmark, kernel, implementation, problem, got)
+    check_against_reference(benchmark, kernel, implementation, problem, got, rtol=RTOL_FIG1)
 
 
 # --------------------------------------------------------------------------- API overhead

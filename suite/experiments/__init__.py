@@ -8,8 +8,11 @@ figures iterate over :data:`EXPERIMENTS`; adding an experiment touches this file
 
 from __future__ import annotations
 
+import json
+import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -60,6 +63,53 @@ class Experiment:
         fields = [f for f in self.config_type.__dataclass_fields__ if f not in ("width", "seed")]
         return ["grid", *fields, *self.extra_series, "kernel", "metric"]
 
+    def custom_grid(self, spec: Mapping[str, Any]) -> list[Any]:
+        """Configs from a grid-file spec (see :func:`load_grid_file`).
+
+        Raises:
+            SuiteError: missing or unknown keys, fewer than 3 widths (no slope can be fitted),
+                or an invalid Config value.
+        """
+        grid = dict(spec.get("grid", {}))
+        settings = dict(spec.get("settings", {}))
+        if spec.get("experiment", self.name) != self.name:
+            raise SuiteError(f"grid file is for experiment {spec['experiment']!r}, not {self.name!r}")
+        missing = [k for k in GRID_FILE_KEYS if k not in grid]
+        unknown = sorted(set(grid) - set(GRID_FILE_KEYS))
+        if missing or unknown:
+            raise SuiteError(
+                f"grid table: missing {missing}, unknown {unknown}; it needs exactly {', '.join(GRID_FILE_KEYS)}"
+            )
+        fields = set(self.config_type.__dataclass_fields__)
+        bad = sorted(set(settings) - (fields - {"arch", "depth", "width", "seed"}))
+        if bad:
+            valid = ", ".join(sorted(fields - {"arch", "depth", "width", "seed"}))
+            raise SuiteError(f"unknown setting(s) {bad} for experiment {self.name!r}; valid settings: {valid}")
+        seeds = grid["seeds"]
+        seeds = list(range(seeds)) if isinstance(seeds, int) and not isinstance(seeds, bool) else seeds
+        archs = grid["archs"] if isinstance(grid["archs"], list) else [grid["archs"]]
+        from suite.models import ARCHS
+
+        for arch in archs:
+            if arch not in ARCHS:
+                raise unknown_name("architecture", arch, ARCHS)
+        configs = []
+        for arch in archs:
+            widths = _per_arch(grid["widths"], arch, "widths")
+            if len(set(widths)) < 3:
+                raise SuiteError(
+                    f"grid for {arch!r} has widths {widths}: at least 3 distinct widths are needed "
+                    "to fit a convergence slope"
+                )
+            for depth in _per_arch(grid["depths"], arch, "depths"):
+                for width in widths:
+                    for seed in _per_arch(seeds, arch, "seeds"):
+                        try:
+                            configs.append(self.config_type(arch=arch, depth=depth, width=width, seed=seed, **settings))
+                        except TypeError as exc:
+                            raise SuiteError(f"invalid grid value: {exc}") from exc
+        return configs
+
     def grid(self, name: str, archs: Sequence[str] | None = None) -> list[Any]:
         """Configs of grid ``name``, optionally only those of the given architectures."""
         if name not in self.grids:
@@ -75,6 +125,54 @@ class Experiment:
                 )
             configs = [c for c in configs if c.arch in archs]
         return configs
+
+
+GRID_FILE_KEYS = ("archs", "depths", "widths", "seeds")
+
+
+def load_grid_file(path: str | Path) -> dict[str, Any]:
+    """Read a custom grid from a TOML or JSON file, with clear errors for unreadable input.
+
+    Format (TOML)::
+
+        [grid]
+        archs = ["mlp", "cnn"]
+        depths = [1, 2]                      # or a table per arch: {mlp = [1, 3], cnn = [2]}
+        widths = {mlp = [64, 256, 1024], cnn = [16, 64, 256]}   # or one list for all
+        seeds = 3                            # a count, or a list of seeds
+        [settings]                           # any other field of the experiment's Config
+        dataset = "digits"
+        n_inputs = 16
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SuiteError(f"cannot read grid file {path}: {exc}; check the path") from exc
+    try:
+        if path.suffix == ".json":
+            spec = json.loads(text)
+        else:
+            spec = tomllib.loads(text)
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
+        kind = "JSON" if path.suffix == ".json" else "TOML"
+        raise SuiteError(f"grid file {path} is not valid {kind}: {exc}") from exc
+    if not isinstance(spec, dict) or not isinstance(spec.get("grid"), dict):
+        raise SuiteError(f"grid file {path} needs a [grid] table with {', '.join(GRID_FILE_KEYS)}")
+    extra = sorted(set(spec) - {"grid", "settings", "experiment"})
+    if extra:
+        raise SuiteError(f"grid file {path}: unknown section(s) {extra}; valid: experiment, grid, settings")
+    return spec
+
+
+def _per_arch(value: Any, arch: str, key: str) -> list[Any]:
+    if isinstance(value, dict):
+        if arch not in value:
+            raise SuiteError(f"grid {key} has no entry for arch {arch!r} (it has {sorted(value)})")
+        value = value[arch]
+    if not isinstance(value, list) or not value:
+        raise SuiteError(f"grid {key} must be a non-empty list (or a table of lists per arch), got {value!r}")
+    return value
 
 
 def _registry() -> dict[str, Experiment]:

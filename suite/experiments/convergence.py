@@ -57,6 +57,7 @@ class Config:
             require_positive_int(name, getattr(self, name))
         if self.dtype not in common.DTYPES:
             raise SuiteError(f"dtype must be one of {sorted(common.DTYPES)}, got {self.dtype!r}")
+        self.model_config()  # validates arch, parameterization, ... with clear errors
 
     @property
     def id(self) -> str:
