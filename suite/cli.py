@@ -97,7 +97,7 @@ def _report(out: Path, grid: str | None) -> None:
     counts: dict[str, int] = {}
     for row in summary:
         counts[row["verdict"]] = counts.get(row["verdict"], 0) + 1
-    head = [r for r in summary if (r["kernel"], r["metric"]) == report.HEADLINE]
+    head = [r for r in summary if (r["experiment"], r["kernel"], r["metric"]) == report.HEADLINE]
     for r in head:
         slope = "nan" if r["slope"] is None else f"{r['slope']:+.2f}"
         print(f"  {r['arch']:7s} depth {r['depth']}: pNTK rel. Frobenius slope {slope}  -> {r['verdict']}")
@@ -106,8 +106,8 @@ def _report(out: Path, grid: str | None) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
     try:
+        args = _parser().parse_args(argv)
         if args.command == "list":
             _list()
         elif args.command == "run":

@@ -10,6 +10,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from suite import paths, stats
@@ -20,15 +21,13 @@ from suite.store import ResultStore, atomic_write_json, atomic_write_text
 #: Verdict of series whose metric has no theoretical rate (Experiment.report_only_metrics).
 REPORTED = "reported"
 
-#: The paper's headline quantity: the one the verdict table shows first.
-HEADLINE = ("pntk", "rel_frobenius")
+#: The paper's headline quantity (experiment, kernel, metric): the verdict table shows it first.
+HEADLINE = ("convergence", "pntk", "rel_frobenius")
 
-METRIC_TEXT = {
-    "rel_frobenius": "‖eNTK − K⊗I‖_F / ‖eNTK‖_F (T2)",
-    "max_offdiag": "max |off-diagonal| / mean diagonal (T1)",
-    "max_diag_dev": "max |diagonal − K| / mean diagonal (T1)",
-    "rel_frobenius_inf": "distance to the infinite-width NTK",
-}
+#: Columns of a summary row that are not part of what identifies its series.
+_FIT_COLUMNS = {"slope", "slope_ci_low", "slope_ci_high", "r2", "n_widths", "n_seeds", "monotone", "verdict", "note",
+                "value_at_max_width"}
+_SHOWN = {"experiment", "arch", "depth", "kernel", "metric"}
 
 
 def load_results(out: Path, grid: str | None = None) -> dict[str, tuple[pd.DataFrame, dict[str, Any]]]:
@@ -54,6 +53,12 @@ def summarize(exp: Experiment, rows: pd.DataFrame) -> pd.DataFrame:
     by = [c for c in exp.series_columns if c in rows.columns]
     summary = stats.summarize(rows, by=by)
     summary.insert(0, "experiment", exp.name)
+    # The seed-mean (geometric) value at the largest width: a number for every series, also
+    # those with one width (no slope) or no claimed rate.
+    at_max = rows[rows["width"] == rows.groupby(by, dropna=False)["width"].transform("max")]
+    positive = at_max[at_max["value"] > 0]
+    means = positive.groupby(by, dropna=False)["value"].apply(lambda v: float(np.exp(np.log(v).mean())))
+    summary = summary.merge(means.rename("value_at_max_width").reset_index(), on=by, how="left")
     report_only = summary["metric"].isin(exp.report_only_metrics)
     summary.loc[report_only, "verdict"] = REPORTED
     summary.loc[report_only, "note"] = "no rate is claimed by the theory; slope shown as measured"
@@ -116,21 +121,48 @@ def _fmt(x: Any, digits: int = 2) -> str:
     return f"{x:+.{digits}f}" if isinstance(x, float) else str(x)
 
 
+def headline(summary: pd.DataFrame) -> pd.DataFrame:
+    """The summary rows of the paper's headline quantity (see :data:`HEADLINE`)."""
+    experiment, kernel, metric = HEADLINE
+    mask = (summary["experiment"] == experiment) & (summary["kernel"] == kernel) & (summary["metric"] == metric)
+    return summary[mask]
+
+
+def _series_label(row: pd.Series, varying: list[str]) -> str:
+    """The settings that tell this series apart from others of its experiment (e.g. epoch=2)."""
+    return ", ".join(f"{c}={row[c]}" for c in varying if c in row and not pd.isna(row[c]))
+
+
+def _varying(summary: pd.DataFrame) -> dict[str, list[str]]:
+    """Per experiment, the identifying columns (beyond arch, depth, kernel, metric) that vary."""
+    out = {}
+    for name, rows in summary.groupby("experiment"):
+        cols = [c for c in rows.columns if c not in _FIT_COLUMNS | _SHOWN]
+        out[str(name)] = [c for c in cols if rows[c].nunique(dropna=True) > 1]
+    return out
+
+
+def _value(x: Any) -> str:
+    return "–" if x is None or pd.isna(x) else f"{x:.4g}"
+
+
 def _yes_no(flag: Any) -> str:
     return "–" if flag is None or flag is pd.NA else ("yes" if flag else "no")
 
 
 def _verdict_table(summary: pd.DataFrame) -> str:
     lines = [
-        "| experiment | arch | depth | kernel | metric | slope | 95% CI | R² | widths × seeds | monotone | verdict |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| experiment | arch | depth | series | kernel | metric | value at widest | slope | 95% CI | R² | widths × seeds | monotone | verdict |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for r in summary.itertuples(index=False):
+    varying = _varying(summary)
+    for (_, row), r in zip(summary.iterrows(), summary.itertuples(index=False), strict=True):
+        series = _series_label(row, varying.get(r.experiment, [])) or "–"
         ci = f"[{_fmt(r.slope_ci_low)}, {_fmt(r.slope_ci_high)}]"
         r2 = "–" if pd.isna(r.r2) else f"{r.r2:.2f}"
         note = f" ({r.note})" if isinstance(r.note, str) and r.note else ""
         lines.append(
-            f"| {r.experiment} | {r.arch} | {r.depth} | {r.kernel} | {r.metric} | {_fmt(r.slope)} | {ci} | "
+            f"| {r.experiment} | {r.arch} | {r.depth} | {series} | {r.kernel} | {r.metric} | {_value(r.value_at_max_width)} | {_fmt(r.slope)} | {ci} | "
             f"{r2} | {r.n_widths} × {r.n_seeds} | {_yes_no(r.monotone)} | **{r.verdict}**{note} |"
         )
     return "\n".join(lines)
@@ -138,7 +170,7 @@ def _verdict_table(summary: pd.DataFrame) -> str:
 
 def _markdown(results, summary: pd.DataFrame, shown, out: Path) -> str:
     t = stats.THRESHOLDS
-    head = summary[(summary["kernel"] == HEADLINE[0]) & (summary["metric"] == HEADLINE[1])]
+    head = headline(summary)
     counts = summary["verdict"].value_counts().to_dict()
     parts = [
         "# pNTK verification report",
@@ -170,12 +202,15 @@ def _markdown(results, summary: pd.DataFrame, shown, out: Path) -> str:
             f"{arch}: depths {sorted(g['depth'].unique().tolist())}, widths {sorted(g['width'].unique().tolist())}"
             for arch, g in rows.groupby("arch")
         )
-        cfg = rows.iloc[0]
+        fields = [f for f in EXPERIMENTS[name].config_type.__dataclass_fields__
+                  if f not in ("arch", "depth", "width", "seed") and f in rows.columns]
+        settings = "; ".join(
+            f"{f} = {', '.join(map(str, sorted(rows[f].dropna().unique().tolist(), key=str)))}" for f in fields
+        )
         parts += [
             f"- **{name}** ({EXPERIMENTS[name].theorem}; `python -m suite run {name} --grid {meta['grid']}`): "
             f"{rows['case_key'].nunique()} cases, {rows['seed'].nunique()} seeds; {shape}.",
-            f"  Data: `{cfg.get('dataset')}`, N = {cfg.get('n_inputs')} inputs, O = {cfg.get('n_outputs')}, "
-            f"{cfg.get('parameterization')} parameterization, {cfg.get('dtype')}.",
+            f"  Settings: {settings}.",
             f"  Environment: jax {env.get('jax')}, neural-tangents {env.get('neural_tangents')}, "
             f"backend {env.get('backend')} ({env.get('device')}), commit {env.get('git_commit')}; "
             f"compute time {meta.get('compute_seconds', float('nan')):.0f} s.",
@@ -186,7 +221,8 @@ def _markdown(results, summary: pd.DataFrame, shown, out: Path) -> str:
     parts += [
         "## All fitted series",
         "",
-        "Metrics: " + "; ".join(f"`{k}` = {v}" for k, v in METRIC_TEXT.items()) + ".",
+        "Metrics (defined in each experiment module's docstring under `suite/experiments/`): "
+        + "; ".join(f"`{k}` = {v}" for k, v in _metric_text(results).items()) + ".",
         "",
         _verdict_table(summary),
         "",
@@ -194,6 +230,13 @@ def _markdown(results, summary: pd.DataFrame, shown, out: Path) -> str:
         "",
     ]
     return "\n".join(parts)
+
+
+def _metric_text(results) -> dict[str, str]:
+    text: dict[str, str] = {}
+    for name in results:
+        text.update(EXPERIMENTS[name].metric_text)
+    return text
 
 
 def load_summary(path: str | Path) -> list[dict[str, Any]]:

@@ -165,7 +165,7 @@ def test_report_writes_summary_figures_and_markdown(tiny, tmp_path):
     runner.run_experiment("convergence", out=tmp_path, progress=False)
     written = report.build(tmp_path)
     summary = json.loads(written["summary"].read_text())
-    head = [r for r in summary if (r["kernel"], r["metric"]) == report.HEADLINE]
+    head = [r for r in summary if (r["experiment"], r["kernel"], r["metric"]) == report.HEADLINE]
     assert len(head) == 1 and head[0]["n_widths"] == 3 and head[0]["n_seeds"] == 2
     assert head[0]["verdict"] in ("consistent", "inconclusive", "contradicts")
     for field in ("slope", "slope_ci_low", "slope_ci_high", "r2", "n_widths", "n_seeds", "verdict", "arch", "depth"):
@@ -180,7 +180,8 @@ def test_cli_list_and_errors(capsys, tmp_path):
     assert cli.main(["list"]) == 0
     assert "convergence" in capsys.readouterr().out
     assert cli.main(["run", "nope", "--out", str(tmp_path)]) == 2
-    assert "unknown experiment 'nope'; valid experiments: convergence" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "unknown experiment 'nope'; valid experiments: " in err and "convergence" in err
     assert cli.main(["report", "--out", str(tmp_path)]) == 2
     assert "no results in" in capsys.readouterr().err
     assert cli.main(["run", "convergence", "--arch", "vit", "--out", str(tmp_path)]) == 2

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,7 @@ class Experiment:
         extra_series: row columns that also separate fitted series (e.g. ``epoch``).
         report_only_metrics: metrics for which the theory claims no rate: their slopes are
             fitted and shown, with verdict ``reported`` instead of a forced verdict.
+        metric_text: short definitions of the metrics, for the report.
     """
 
     name: str
@@ -55,6 +56,7 @@ class Experiment:
     order: int = 100
     extra_series: tuple[str, ...] = ()
     report_only_metrics: tuple[str, ...] = ()
+    metric_text: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def series_columns(self) -> list[str]:

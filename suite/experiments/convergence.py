@@ -137,4 +137,10 @@ EXPERIMENT = Experiment(
     grids=GRIDS,
     run=run,
     order=0,
+    metric_text={
+        "rel_frobenius": "‖eNTK − K⊗I_O‖_F / ‖eNTK‖_F (T2)",
+        "max_offdiag": "max |off-diagonal entry of the O×O blocks| / mean diagonal (T1)",
+        "max_diag_dev": "max |diagonal entry − K| / mean diagonal (T1)",
+        "rel_frobenius_inf": "relative Frobenius distance to the infinite-width NTK (Θ∞, or Θ∞⊗I for the eNTK)",
+    },
 )
