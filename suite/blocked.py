@@ -1,0 +1,506 @@
+"""Memory-bounded pNTK for large N: per-example gradients once, Gram tiles on the device.
+
+The pNTK is the NTK of the scalar g = (1/sqrt O) sum_i f_i (theory.md §1, paper eq. 2), so
+with G the (N, P) matrix of per-example gradients of g, Theta_hat(X1, X2) = G1 G2^T. Unlike
+the eNTK ((N*O)^2 entries, O Jacobian rows per input) this needs one gradient row per input
+and an N1 x N2 result, the cost saving the paper claims (theory.md §1 "Cost"). This module
+makes that saving usable at N in the tens of thousands, the regime where users of
+neural-tangents run out of memory (notes/neural-tangents.md §5: #106, #166, #182):
+
+1. **Gradients once.** X is cut into row blocks of ``B`` examples; each block's gradients
+   come from one jitted ``vmap(grad(g))`` call, are flattened to (B, P) and stored on the
+   host (a numpy array, or a ``.npy`` memmap when they exceed the host budget). No gradient
+   is ever recomputed per tile.
+2. **Tiles on the device.** K[i, j] = G_i G_j^T for every pair of blocks, with G_i kept on
+   the device across its row of tiles. With ``x2=None`` only tiles j >= i are computed and
+   mirrored, and G2 = G1.
+3. **Bounded memory.** ``B`` follows from the memory budget: the device holds two gradient
+   blocks and one tile, about (2 B P + B^2) * itemsize bytes, and the compiled gradient pass's
+   own footprint (XLA's memory analysis) is checked too. The result goes to RAM or, with
+   ``out=``, to a ``.npy`` memmap written under a temporary name and renamed when complete.
+4. **Several devices.** Each row block is sharded over a 1-D ``Mesh`` along "batch" (padded to
+   a multiple of the device count), so the gradient pass and the Gram tiles run
+   data-parallel; the result is the same as on one device.
+
+Only the public jax API is used (no neural-tangents), so this works on jax releases where
+neural-tangents does not import. Examples must not interact inside ``apply_fn`` (no batch
+norm in training mode), as for every kernel in :mod:`suite.kernels`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec, SingleDeviceSharding
+from tqdm.auto import tqdm
+
+from suite import kernels
+from suite.errors import MemoryBudgetError, SuiteError, require_positive_int
+
+__all__ = ["BlockPlan", "gram_cost", "plan_blocks", "pntk_blocked"]
+
+#: Largest automatic block: bigger blocks did not speed up the Gram tiles (mnist5k MLP, CPU),
+#: while the device copies of G_i, G_j and the gradient pass grow with B (peak RSS 2.4 GB at
+#: B = 1024 vs 2.0 GB at 512) and the progress bar gets coarse.
+MAX_AUTO_BLOCK = 512
+#: The same on GPUs/TPUs (not measured here): each tile re-sends G_j from the host, so a tile
+#: does 2 B^2 P flops per 2 B P * itemsize bytes sent; B = 512 would leave an accelerator
+#: waiting on host transfers, B = 4096 gives ~1000 flops per byte sent (float64: ~500).
+MAX_AUTO_BLOCK_ACCELERATOR = 4096
+
+ApplyFn = Callable[[Any, jax.Array], jax.Array]
+
+
+# --------------------------------------------------------------------------- planning
+
+
+@dataclass(frozen=True)
+class BlockPlan:
+    """How one blocked pNTK is cut up, and what it holds in memory.
+
+    Attributes:
+        block_size: examples per row block (before padding to ``padded_block``).
+        padded_block: rows each block is computed with: a multiple of ``n_devices``; every
+            block has this shape, so the gradient and tile functions compile once.
+        n_devices: devices each block is sharded over.
+        blocks1, blocks2: row blocks of x1 and of x2 (``blocks2 == blocks1`` when symmetric).
+        n_tiles: Gram tiles computed (j >= i only when symmetric).
+        device_bytes: per-device working set estimate, (2 B P + B^2) * itemsize.
+        gradient_bytes: host bytes of the stored gradients G1 (and G2).
+        result_bytes: bytes of the N1 x N2 kernel.
+        spill_gradients: the gradients go to a disk memmap (they exceed the host budget).
+    """
+
+    block_size: int
+    padded_block: int
+    n_devices: int
+    blocks1: int
+    blocks2: int
+    n_tiles: int
+    device_bytes: int
+    gradient_bytes: int
+    result_bytes: int
+    spill_gradients: bool
+
+
+def _device_bytes(b: int, p: int, itemsize: int) -> int:
+    return (2 * b * p + b * b) * itemsize
+
+
+def _largest_block(p: int, itemsize: int, budget: int) -> int:
+    """Largest B with (2 B P + B^2) * itemsize <= budget: B = sqrt(P^2 + budget/s) - P."""
+    return math.isqrt(p * p + budget // itemsize) - p  # floor: exact in integers
+
+
+def plan_blocks(
+    n1: int,
+    n2: int | None,
+    n_params: int,
+    itemsize: int,
+    *,
+    budget: int,
+    n_devices: int = 1,
+    block_size: int | None = None,
+    to_disk: bool = False,
+    max_block: int = MAX_AUTO_BLOCK,
+) -> BlockPlan:
+    """Choose the block size and check every memory bound of a blocked pNTK.
+
+    Args:
+        n1, n2: numbers of inputs (``n2=None``: the symmetric kernel of x1 with itself).
+        n_params: P, parameters of the network.
+        itemsize: bytes per number (4 for float32).
+        budget: bytes allowed on each device and on the host (see :func:`pntk_blocked`).
+        n_devices: devices a block is sharded over.
+        block_size: fixed B, or ``None`` for the largest B within the budget (at most
+            ``max_block`` and at most max(n1, n2)).
+        to_disk: the result goes to a file, so it does not count against the host budget.
+        max_block: cap on an automatic B (:data:`MAX_AUTO_BLOCK` on CPU,
+            :data:`MAX_AUTO_BLOCK_ACCELERATOR` on accelerators).
+
+    Raises:
+        MemoryBudgetError: even one example per device does not fit the device budget, a
+            given ``block_size`` does not fit, or an in-memory result exceeds the budget.
+    """
+    symmetric = n2 is None
+    n2_: int = n1 if n2 is None else n2
+    n_max = max(n1, n2_)
+    p, s = n_params, itemsize
+    smallest = _device_bytes(n_devices, p, s)
+    if smallest > budget:
+        raise MemoryBudgetError(
+            f"the blocked pNTK needs two blocks of per-example gradients of P={p:,} parameters on "
+            f"each device, about {kernels.format_bytes(smallest)} even with one example per "
+            f"device, over the memory budget of {kernels.format_bytes(budget)}. Use a smaller "
+            "network, float32 instead of float64, or raise SUITE_MEMORY_BUDGET (or pass "
+            "memory_budget=) if the memory is there."
+        )
+    b: int
+    if block_size is None:
+        b = max(min(_largest_block(p, s, budget), max_block, n_max), 1)
+    else:
+        b = min(require_positive_int("block_size", block_size), n_max)
+    padded = -(-b // n_devices) * n_devices
+    need = _device_bytes(padded, p, s)
+    if need > budget:
+        raise MemoryBudgetError(
+            f"block_size={b} needs about {kernels.format_bytes(need)} per device "
+            f"((2*B*P + B^2) * {s} bytes with P={p:,}), over the memory budget of "
+            f"{kernels.format_bytes(budget)}; pass a smaller block_size or block_size=None "
+            f"to choose it from the budget (at most {_largest_block(p, s, budget)} here)"
+        )
+    blocks1 = -(-n1 // b)
+    blocks2 = blocks1 if symmetric else -(-n2_ // b)
+    n_tiles = blocks1 * (blocks1 + 1) // 2 if symmetric else blocks1 * blocks2
+    gradient_bytes = (n1 if symmetric else n1 + n2_) * p * s
+    result_bytes = n1 * n2_ * s
+    if not to_disk and result_bytes > budget:
+        raise MemoryBudgetError(
+            f"the {n1}x{n2_} pNTK takes {kernels.format_bytes(result_bytes)}, over the memory "
+            f"budget of {kernels.format_bytes(budget)}; pass out='kernel.npy' to write it to a "
+            "memory-mapped file instead of RAM"
+        )
+    host = gradient_bytes + (0 if to_disk else result_bytes)
+    return BlockPlan(
+        block_size=b, padded_block=padded, n_devices=n_devices, blocks1=blocks1, blocks2=blocks2,
+        n_tiles=n_tiles, device_bytes=need, gradient_bytes=gradient_bytes,
+        result_bytes=result_bytes, spill_gradients=host > budget,
+    )
+
+
+def gram_cost(n1: int, n2: int | None, n_params: int, itemsize: int = 4) -> dict[str, float]:
+    """FLOPs and bytes of the Gram stage, for a roofline ("how near the limit") estimate.
+
+    ``flops``: 2 N1 N2 P multiply-adds, halved (to N(N+1) P) when symmetric;
+    ``gradient_bytes``: the stored gradients; ``result_bytes``: the kernel;
+    ``intensity``: flops per byte of gradients read once (the best-case arithmetic intensity).
+    """
+    symmetric = n2 is None
+    n2_: int = n1 if n2 is None else n2
+    flops = float(n1 * (n1 + 1) * n_params) if symmetric else 2.0 * n1 * n2_ * n_params
+    gradient_bytes = float((n1 if symmetric else n1 + n2_) * n_params * itemsize)
+    result_bytes = float(n1 * n2_ * itemsize)
+    return {
+        "flops": flops,
+        "gradient_bytes": gradient_bytes,
+        "result_bytes": result_bytes,
+        "intensity": flops / (gradient_bytes + result_bytes),
+    }
+
+
+# --------------------------------------------------------------------------- jitted pieces
+
+
+@lru_cache(maxsize=32)
+def _flat_gradients(apply_fn: ApplyFn, n_outputs: int) -> Callable[[Any, jax.Array], jax.Array]:
+    """(params, x_block) -> (B, P): per-example gradients of g = (1/sqrt O) sum_i f_i, every
+    parameter leaf flattened and concatenated (the order of ``tree_leaves``). Not jitted."""
+    scale = 1.0 / math.sqrt(n_outputs)
+
+    def g(params: Any, x: jax.Array) -> jax.Array:
+        out = apply_fn(params, x[None])[0]
+        return out.sum() * jnp.asarray(scale, out.dtype)
+
+    per_example = jax.vmap(jax.grad(g), in_axes=(None, 0))
+
+    def flat(params: Any, x: jax.Array) -> jax.Array:
+        leaves = jax.tree_util.tree_leaves(per_example(params, x))
+        return jnp.concatenate([leaf.reshape(leaf.shape[0], -1) for leaf in leaves], axis=1)
+
+    return flat
+
+
+def _gram_local(a: jax.Array, b: jax.Array) -> jax.Array:
+    # HIGHEST: on GPUs the default float32 matmul may use TF32 (about 1e-3 relative error).
+    return jnp.matmul(a, b.T, precision=jax.lax.Precision.HIGHEST)
+
+
+def _shard_map() -> Callable[..., Any]:
+    """``jax.shard_map`` (newer jax) or ``jax.experimental.shard_map.shard_map`` (older)."""
+    fn = getattr(jax, "shard_map", None)
+    if fn is None:
+        from jax.experimental.shard_map import shard_map
+
+        return shard_map
+    return fn
+
+
+@lru_cache(maxsize=32)
+def _gradient_fn(apply_fn: ApplyFn, n_outputs: int, mesh: Mesh | None = None) -> Callable[..., jax.Array]:
+    """Jitted gradient pass; with a mesh, each device differentiates its own rows.
+
+    ``shard_map`` instead of letting jit's SPMD partitioner split the batch: on jax 0.5.3 the
+    partitioned per-example weight gradients of a convolution (a grouped convolution after
+    vmap) came out wrong on the second device (up to 25% of the gradient), and later XLA
+    all-gathers such convolutions (openxla/xla#47945). Per-device code avoids both. Cached
+    per apply_fn so that repeated calls reuse jax's compilation cache.
+    """
+    flat = _flat_gradients(apply_fn, n_outputs)
+    if mesh is None:
+        return jax.jit(flat)
+    spec = PartitionSpec("batch")
+    return jax.jit(_shard_map()(flat, mesh=mesh, in_specs=(PartitionSpec(), spec), out_specs=spec))
+
+
+@lru_cache(maxsize=8)
+def _gram_fn(mesh: Mesh | None = None) -> Callable[[jax.Array, jax.Array], jax.Array]:
+    """Jitted tile G_i G_j^T; with a mesh, each device multiplies its rows of G_i by all of G_j."""
+    if mesh is None:
+        return jax.jit(_gram_local)
+    spec = PartitionSpec("batch")
+    return jax.jit(_shard_map()(_gram_local, mesh=mesh, in_specs=(spec, PartitionSpec()), out_specs=spec))
+
+
+# --------------------------------------------------------------------------- placement
+
+
+class _Placement:
+    """Where blocks live: one device, or sharded along "batch" over a 1-D mesh."""
+
+    def __init__(self, devices: Sequence[Any]):
+        self.n = len(devices)
+        self.platform = devices[0].platform
+        self.mesh: Mesh | None = None
+        self.rows: SingleDeviceSharding | NamedSharding
+        self.replicated: SingleDeviceSharding | NamedSharding
+        if self.n == 1:
+            self.rows = self.replicated = SingleDeviceSharding(devices[0])
+        else:
+            self.mesh = Mesh(np.asarray(devices), ("batch",))
+            self.rows = NamedSharding(self.mesh, PartitionSpec("batch"))
+            self.replicated = NamedSharding(self.mesh, PartitionSpec())
+
+    def shard_rows(self, a: np.ndarray) -> jax.Array:
+        return jax.device_put(a, self.rows)
+
+    def replicate(self, tree: Any) -> Any:
+        return jax.device_put(tree, self.replicated)
+
+
+def _resolve_devices(devices: Sequence[Any] | None) -> list[Any]:
+    if devices is None:
+        return list(jax.devices())
+    devices = list(devices)
+    if not devices:
+        raise SuiteError("devices is empty; pass None (all devices) or a list of jax devices")
+    if len({d.platform for d in devices}) > 1:
+        raise SuiteError(f"devices mix platforms {sorted({d.platform for d in devices})}; use one kind")
+    return devices
+
+
+def _cast(x: Any, dtype: np.dtype) -> Any:
+    """``x`` in ``dtype`` if it is floating; anything else is left for validation to reject."""
+    if not hasattr(x, "dtype"):
+        x = np.asarray(x)
+    return x.astype(dtype) if np.issubdtype(x.dtype, np.floating) else x
+
+
+def _pad_rows(x: np.ndarray, rows: int) -> np.ndarray:
+    """Pad a block to ``rows`` by repeating its last example (real data keeps every op finite);
+    padded rows are dropped after the computation."""
+    if x.shape[0] == rows:
+        return x
+    return np.concatenate([x, np.repeat(x[-1:], rows - x.shape[0], axis=0)])
+
+
+# --------------------------------------------------------------------------- main entry
+
+
+def pntk_blocked(
+    apply_fn: ApplyFn,
+    params: Any,
+    x1: Any,
+    x2: Any = None,
+    *,
+    block_size: int | None = None,
+    memory_budget: int | str | None = None,
+    out: str | os.PathLike[str] | None = None,
+    progress: bool = True,
+    devices: Sequence[Any] | None = None,
+    dtype: Any = None,
+) -> np.ndarray:
+    """The N1 x N2 pNTK (paper eq. 2) in memory-bounded blocks; equals :func:`suite.kernels.pntk`.
+
+    Args:
+        apply_fn: ``apply_fn(params, x) -> (N, O)`` logits.
+        params: the network's parameter pytree.
+        x1: inputs (N1, ...).
+        x2: inputs (N2, ...), or ``None`` for the symmetric kernel of x1 (about half the
+            tiles, one set of gradients).
+        block_size: examples per row block; ``None`` chooses the largest that fits
+            ``memory_budget`` (at most :data:`MAX_AUTO_BLOCK` on CPU,
+            :data:`MAX_AUTO_BLOCK_ACCELERATOR` on accelerators).
+        memory_budget: bytes (or a string like ``"4GB"``) allowed on each device and on the
+            host; default :func:`suite.kernels.memory_budget` (``SUITE_MEMORY_BUDGET``, else
+            half the free memory). Gradients that do not fit on the host go to a temporary
+            memmap beside ``out`` (or in the system temp folder), deleted at the end.
+        out: path of a ``.npy`` file for the result (kept on disk, returned as a read-only
+            memmap), so the kernel may exceed RAM. Written under a temporary name and renamed
+            when complete: a partial kernel never appears at ``out``.
+        progress: show a tqdm bar over gradient blocks and tiles.
+        devices: jax devices to shard blocks over (default: all devices of the default
+            backend); results equal those of one device.
+        dtype: compute dtype (e.g. ``np.float32``); default the network's output dtype.
+            ``float64`` needs jax's x64 mode.
+
+    Returns:
+        ``np.ndarray`` (N1, N2), or a read-only ``np.memmap`` of ``out``.
+
+    Raises:
+        SuiteError: invalid inputs (via :func:`suite.kernels.validate`), devices or dtype.
+        MemoryBudgetError: not even one example per device fits the budget, or an in-memory
+            result would exceed it (pass ``out=``).
+    """
+    if dtype is not None:
+        dtype = np.dtype(dtype)
+        if not np.issubdtype(dtype, np.floating):
+            raise SuiteError(f"dtype must be a floating dtype, got {dtype}")
+        if jnp.zeros((), dtype).dtype != dtype:
+            raise SuiteError(f"dtype {dtype} needs jax's x64 mode: jax.config.update('jax_enable_x64', True)")
+        params = jax.tree_util.tree_map(lambda a: _cast(a, dtype), params)
+        x1 = _cast(x1, dtype)
+        x2 = None if x2 is None else _cast(x2, dtype)
+    x1j, x2j, problem = kernels.validate(apply_fn, params, x1, x2)
+    x1h = np.asarray(x1j)
+    x2h = None if x2j is None else np.asarray(x2j)
+    if isinstance(memory_budget, str):
+        memory_budget = kernels.parse_bytes(memory_budget)
+    budget = kernels.memory_budget() if memory_budget is None else int(memory_budget)
+    devs = _resolve_devices(devices)
+    place = _Placement(devs)
+    out_path = None if out is None else Path(out)
+    if out_path is not None and not out_path.parent.is_dir():
+        raise SuiteError(f"cannot write {out_path}: folder {out_path.parent} does not exist")
+
+    result_dtype = problem.dtype
+    params_dev = place.replicate(params)
+    plan, compiled = _fit_plan(
+        apply_fn, params_dev, x1h, problem, x2h is None, budget, place, block_size, out_path is not None
+    )
+    grad_fn = compiled if compiled is not None else _gradient_fn(apply_fn, problem.n_outputs, place.mesh)
+
+    spill_dir = None
+    if plan.spill_gradients:
+        spill_dir = Path(tempfile.mkdtemp(prefix="pntk-grads-", dir=None if out_path is None else out_path.parent))
+    tmp_out = None if out_path is None else out_path.with_name(f".{out_path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    bar = tqdm(total=plan.blocks1 + (0 if x2h is None else plan.blocks2) + plan.n_tiles,
+               desc="pNTK gradients", unit="step", disable=not progress)
+    try:
+        g1 = _gradients(grad_fn, params_dev, x1h, plan, place, result_dtype, problem.n_params, spill_dir, "g1", bar)
+        g2 = g1 if x2h is None else _gradients(
+            grad_fn, params_dev, x2h, plan, place, result_dtype, problem.n_params, spill_dir, "g2", bar
+        )
+        shape = (problem.n1, problem.n2)
+        bar.set_description("pNTK tiles")
+        if tmp_out is None or out_path is None:
+            result = np.empty(shape, result_dtype)
+            _tiles(g1, g2, result, plan, place, symmetric=x2h is None, bar=bar)
+            return result
+        on_disk = np.lib.format.open_memmap(tmp_out, mode="w+", dtype=result_dtype, shape=shape)
+        _tiles(g1, g2, on_disk, plan, place, symmetric=x2h is None, bar=bar)
+        on_disk.flush()
+        del on_disk
+        os.replace(tmp_out, out_path)
+        return np.load(out_path, mmap_mode="r")
+    finally:
+        bar.close()
+        if tmp_out is not None and tmp_out.exists():
+            tmp_out.unlink()
+        if spill_dir is not None:
+            for f in spill_dir.iterdir():
+                f.unlink()
+            spill_dir.rmdir()
+
+
+def _fit_plan(apply_fn, params_dev, x1h, problem, symmetric, budget, place, block_size, to_disk):
+    """:func:`plan_blocks`, then shrink an automatic block until the compiled gradient pass
+    (XLA's memory analysis: arguments, outputs and temporaries, per device) fits the budget.
+
+    Returns the plan and, on one device, the compiled gradient pass (reused, so the memory
+    check costs no second compilation), else None.
+    """
+    cap = MAX_AUTO_BLOCK if place.platform == "cpu" else MAX_AUTO_BLOCK_ACCELERATOR
+    kw = dict(budget=budget, n_devices=place.n, to_disk=to_disk, max_block=cap)
+    n2 = None if symmetric else problem.n2
+    plan = plan_blocks(problem.n1, n2, problem.n_params, problem.dtype.itemsize, block_size=block_size, **kw)
+    single = _gradient_fn(apply_fn, problem.n_outputs)
+    while True:
+        used, compiled = _compile_and_measure(single, params_dev, x1h, plan.padded_block, place)
+        if used is None or used <= budget:
+            return plan, compiled
+        if block_size is not None or plan.block_size <= 1:
+            raise MemoryBudgetError(
+                f"the gradient pass over a block of {plan.padded_block} examples needs about "
+                f"{kernels.format_bytes(used)} per device (activations included), over the memory "
+                f"budget of {kernels.format_bytes(budget)}; pass a smaller block_size or raise "
+                "SUITE_MEMORY_BUDGET"
+            )
+        plan = plan_blocks(problem.n1, n2, problem.n_params, problem.dtype.itemsize,
+                           block_size=max(plan.block_size // 2, 1), **kw)
+
+
+def _compile_and_measure(single, params_dev, x1h, rows: int, place: _Placement):
+    """(per-device bytes, compiled executable or None) of the one-device gradient pass over
+    one device's share of ``rows``; (None, None) where the backend has no memory analysis."""
+    if place.mesh is None:
+        args = (params_dev, jax.ShapeDtypeStruct((rows, *x1h.shape[1:]), x1h.dtype, sharding=place.rows))
+    else:
+        shapes = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), params_dev)
+        args = (shapes, jax.ShapeDtypeStruct((rows // place.n, *x1h.shape[1:]), x1h.dtype))
+    try:
+        compiled = single.lower(*args).compile()
+        stats = compiled.memory_analysis()
+    except Exception:  # memory analysis is optional in XLA backends
+        return None, None
+    if stats is None:
+        return None, None
+    total = stats.argument_size_in_bytes + stats.output_size_in_bytes + stats.temp_size_in_bytes
+    return int(total), (compiled if place.mesh is None else None)
+
+
+def _gradients(grad_fn, params_dev, x, plan, place, dtype, n_params, spill_dir, name, bar) -> np.ndarray:
+    """(N, P) per-example gradients, each block computed once, stored on the host."""
+    n = x.shape[0]
+    if spill_dir is None:
+        store = np.empty((n, n_params), dtype)
+    else:
+        store = np.lib.format.open_memmap(spill_dir / f"{name}.npy", mode="w+", dtype=dtype, shape=(n, n_params))
+    b = plan.block_size
+    for k in range(-(-n // b)):
+        lo, hi = k * b, min((k + 1) * b, n)
+        block = grad_fn(params_dev, place.shard_rows(_pad_rows(x[lo:hi], plan.padded_block)))
+        store[lo:hi] = np.asarray(block)[: hi - lo]
+        bar.update()
+    return store
+
+
+def _tiles(g1, g2, result, plan, place, *, symmetric: bool, bar) -> None:
+    """Fill result with G1_i G2_j^T tile by tile; when symmetric only j >= i, mirrored, so
+    the kernel is exactly symmetric."""
+    b, rows = plan.block_size, plan.padded_block
+    n1, n2 = g1.shape[0], g2.shape[0]
+    gram = _gram_fn(place.mesh)
+    for i in range(-(-n1 // b)):
+        lo1, hi1 = i * b, min((i + 1) * b, n1)
+        gi = place.shard_rows(_pad_rows(np.asarray(g1[lo1:hi1]), rows))
+        for j in range(i if symmetric else 0, -(-n2 // b)):
+            lo2, hi2 = j * b, min((j + 1) * b, n2)
+            gj = place.replicate(_pad_rows(np.asarray(g2[lo2:hi2]), rows))
+            tile = np.asarray(gram(gi, gj))[: hi1 - lo1, : hi2 - lo2]
+            if symmetric and j == i:  # rounding may differ across the diagonal: mirror one half
+                tile = np.triu(tile) + np.triu(tile, 1).T
+            result[lo1:hi1, lo2:hi2] = tile
+            if symmetric and j != i:
+                result[lo2:hi2, lo1:hi1] = tile.T
+            bar.update()

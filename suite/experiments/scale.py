@@ -1,0 +1,198 @@
+"""Scale: pNTK kernel regression on all 5000 mnist5k images with the blocked pNTK.
+
+A demonstration of the cost claim (theory.md §1 "Cost": the pNTK is O^2 smaller than the
+eNTK) and of the regression form of T4 (theory.md §1 "Kernel regression": with
+Theta_hat x I_O the solve decouples over outputs, so one N x N ridge solve serves all O).
+No rate is claimed, so every metric is report-only.
+
+Per case (one network at init): the 5000 x 5000 pNTK of all images by
+:func:`suite.blocked.pntk_blocked` (per-example gradients once, Gram tiles, symmetric),
+then ridge regression of centred one-hot targets on a class-balanced 4000 / 1000 split,
+alpha = (K_train + lambda I)^-1 Y in float64 with lambda = ``ridge_rel`` x mean diag(K_train),
+predictions K_test,train alpha. Metrics:
+
+* ``test_acc``: test accuracy of argmax predictions.
+* ``seconds_kernel``, ``seconds_solve``: wall time of the kernel (compile included) and of the
+  Cholesky solve plus prediction.
+* ``peak_rss_gb``: peak resident memory of the process during the case (Linux ``VmHWM``,
+  reset before the case through ``/proc/self/clear_refs``; elsewhere ``ru_maxrss``, the peak
+  since the process started). Includes the interpreter, jax and the dataset.
+* ``pntk_gb``, ``gradients_gb``: sizes of the float32 pNTK (N^2) and of the stored gradients (N P).
+* ``entk_gb``: size of the eNTK result the same regression would need, (N O)^2 float32
+  = 10 GB, before any Jacobian.
+* ``entk_refused``: 1 if :func:`suite.kernels.check_memory` refuses that eNTK under a
+  budget of :data:`ENTK_BUDGET` (4 GB, the memory cap this experiment targets; the default
+  budget, half the free RAM, depends on the machine).
+"""
+
+from __future__ import annotations
+
+import resource
+import sys
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+import scipy.linalg
+
+from suite import blocked, data, kernels, models
+from suite.errors import MemoryBudgetError, SuiteError, require_positive_int
+from suite.experiments import Experiment, common
+
+VERSION = "1"
+
+#: Memory budget under which the eNTK alternative is judged (the target machine's cap).
+ENTK_BUDGET = 4 * 10**9
+
+#: One modest width per architecture: the per-example gradients (5000 x P float32) stay
+#: far below 2 GB (cnn P ~ 10k: 0.2 GB; mlp P ~ 55k: 1.1 GB).
+WIDTHS = {"cnn": 32, "mlp": 64}
+
+METRICS = (
+    "test_acc", "seconds_kernel", "seconds_solve", "peak_rss_gb", "pntk_gb", "gradients_gb",
+    "entk_gb", "entk_refused",
+)
+
+
+@dataclass(frozen=True)
+class Config:
+    """One case: a network at init (seed) and the kernel regression on mnist5k."""
+
+    arch: str
+    depth: int
+    width: int
+    seed: int
+    n_train: int = 4000
+    n_test: int = 1000
+    ridge_rel: float = 1e-3
+    dtype: str = "float32"
+    dataset: str = "mnist5k"
+    n_outputs: int = 10
+    data_seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("depth", "width", "n_train", "n_test", "n_outputs"):
+            require_positive_int(name, getattr(self, name))
+        if self.dtype not in common.DTYPES:
+            raise SuiteError(f"dtype must be one of {sorted(common.DTYPES)}, got {self.dtype!r}")
+        if not (isinstance(self.ridge_rel, int | float) and self.ridge_rel > 0):
+            raise SuiteError(f"ridge_rel must be a positive number, got {self.ridge_rel!r}")
+        self.model_config()
+
+    @property
+    def id(self) -> str:
+        """Readable case id, e.g. ``cnn-d02-w0032-s0``."""
+        return f"{self.arch}-d{self.depth:02d}-w{self.width:04d}-s{self.seed}"
+
+    def model_config(self) -> models.ModelConfig:
+        return models.ModelConfig(self.arch, width=self.width, depth=self.depth, n_outputs=self.n_outputs)
+
+
+def _grid(seeds: int) -> list[Config]:
+    return [Config(arch, 2, width, seed) for arch, width in WIDTHS.items() for seed in range(seeds)]
+
+
+GRIDS = {"quick": lambda: _grid(1), "full": lambda: _grid(3)}
+
+
+def split(config: Config) -> tuple[data.Dataset, data.Dataset]:
+    """The class-balanced train / test split of the whole dataset (fixed by ``data_seed``)."""
+    ds = data.load(config.dataset, targets="centered", seed=config.data_seed)
+    return data.train_test_split(ds, config.n_train, config.n_test, seed=config.data_seed)
+
+
+def ridge_predict(k: np.ndarray, n_train: int, y_train: np.ndarray, ridge_rel: float) -> np.ndarray:
+    """Predictions K[n_train:, :n_train] (K_tr + lambda I)^-1 Y in float64, with
+    lambda = ridge_rel * mean diag(K_tr) (k holds train rows/columns first)."""
+    k_train = np.array(k[:n_train, :n_train], np.float64)
+    lam = ridge_rel * float(np.mean(np.diag(k_train)))
+    k_train[np.diag_indices_from(k_train)] += lam
+    factor = scipy.linalg.cho_factor(k_train, lower=True, overwrite_a=True, check_finite=False)
+    alpha = scipy.linalg.cho_solve(factor, np.asarray(y_train, np.float64), check_finite=False)
+    return np.asarray(k[n_train:, :n_train], np.float64) @ alpha
+
+
+def _reset_peak_rss() -> bool:
+    """Reset the kernel's peak-RSS counter (Linux); False where that is not possible."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _peak_rss_gb(reset: bool) -> float:
+    if reset:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024 / 1e9
+    scale = 1 if sys.platform == "darwin" else 1024  # bytes on macOS, KiB on Linux
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 1e9
+
+
+def entk_refused(n: int, n_outputs: int, n_params: int, budget: int = ENTK_BUDGET) -> tuple[float, float]:
+    """(eNTK result size in GB, 1.0 if :func:`suite.kernels.check_memory` refuses it)."""
+    problem = kernels.Problem(n, n, n_outputs, n_params, np.dtype(np.float32))
+    # structured derivatives holds no Jacobians: the (N O)^2 result is the whole estimate.
+    size = kernels.estimate_bytes("entk", problem, "structured_derivatives")
+    try:
+        kernels.check_memory("entk", problem, "structured_derivatives", budget=budget)
+    except MemoryBudgetError:
+        return size / 1e9, 1.0
+    return size / 1e9, 0.0
+
+
+def run(config: Config) -> pd.DataFrame:
+    """Compute one case's tidy rows (see the module docstring for the metrics)."""
+    common.ensure_dtype(config.dtype)
+    reset = _reset_peak_rss()
+    train, test = split(config)
+    x = np.concatenate([train.x, test.x]).astype(common.DTYPES[config.dtype])
+    shape = tuple(x.shape[1:])
+    model, params = common.network(config.model_config(), config.seed, shape, config.dtype)
+    n_params = model.param_count(shape)
+
+    t0 = time.perf_counter()
+    k = blocked.pntk_blocked(model.apply, params, x, progress=False)
+    seconds_kernel = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    pred = ridge_predict(k, config.n_train, train.targets, config.ridge_rel)
+    seconds_solve = time.perf_counter() - t0
+    test_acc = float(np.mean(np.argmax(pred, axis=1) == test.y))
+
+    n = x.shape[0]
+    item = np.dtype(config.dtype).itemsize
+    entk_gb, refused = entk_refused(n, config.n_outputs, n_params)
+    values = {
+        "test_acc": test_acc,
+        "seconds_kernel": seconds_kernel,
+        "seconds_solve": seconds_solve,
+        "peak_rss_gb": _peak_rss_gb(reset),
+        "pntk_gb": n * n * item / 1e9,
+        "gradients_gb": n * n_params * item / 1e9,
+        "entk_gb": entk_gb,
+        "entk_refused": refused,
+    }
+    frame = pd.DataFrame({"kernel": "pntk", "metric": list(values), "value": list(values.values())})
+    case = {**asdict(config), "n_params": n_params}
+    for col, value in reversed(case.items()):
+        frame.insert(0, col, value)
+    return frame
+
+
+EXPERIMENT = Experiment(
+    name="scale",
+    description="blocked pNTK kernel regression on all 5000 mnist5k images: accuracy, time, peak memory, eNTK size",
+    theorem="cost (§1), T4 regression form",
+    version=VERSION,
+    config_type=Config,
+    grids=GRIDS,
+    run=run,
+    verify=False,
+    order=40,
+    report_only_metrics=METRICS,
+)

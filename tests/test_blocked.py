@@ -1,0 +1,237 @@
+"""The blocked pNTK (suite/blocked.py): equal to the direct pNTK, bounded, atomic, multi-device.
+
+Exactness reference: ``kernels.pntk(..., implementation="jax")`` computes the same quantity
+(the NTK of g = (1/sqrt O) sum_i f_i, theory.md §1) in one shot, so the two must agree to
+float rounding (RTOL) for any blocking.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import RTOL, rel_err, small_problem
+
+from suite import blocked, kernels
+from suite.errors import MemoryBudgetError, SuiteError
+from suite.paths import ROOT
+
+ARCHS = ("mlp", "cnn")
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("block_size", [3, None])
+def test_blocked_equals_direct_pntk(arch, block_size):
+    """N1 = 7, N2 = 6 and B = 3 (not dividing either): padded last blocks, mirrored tiles."""
+    model, params, x1, x2 = small_problem(arch, n=7)
+    direct_sym = np.asarray(kernels.pntk(model.apply, params, x1, implementation="jax"))
+    direct = np.asarray(kernels.pntk(model.apply, params, x1, x2, implementation="jax"))
+
+    sym = blocked.pntk_blocked(model.apply, params, x1, block_size=block_size, progress=False)
+    cross = blocked.pntk_blocked(model.apply, params, x1, x2, block_size=block_size, progress=False)
+
+    assert isinstance(sym, np.ndarray) and sym.shape == (7, 7) and sym.dtype == np.float64
+    assert cross.shape == (7, 6)
+    assert rel_err(sym, direct_sym) < RTOL[np.dtype("float64")]
+    assert rel_err(cross, direct) < RTOL[np.dtype("float64")]
+    np.testing.assert_array_equal(sym, sym.T)  # mirrored: exactly symmetric
+
+
+def test_float32_dtype_argument_matches_float32_direct():
+    model, params, x1, _ = small_problem("mlp", n=7)
+    got = blocked.pntk_blocked(model.apply, params, x1, block_size=2, dtype=np.float32, progress=False)
+    p32 = jax.tree_util.tree_map(lambda a: a.astype(jnp.float32), params)
+    want = np.asarray(kernels.pntk(model.apply, p32, x1.astype(jnp.float32), implementation="jax"))
+    assert got.dtype == np.float32
+    assert rel_err(got, want) < RTOL[np.dtype("float32")]
+
+
+def test_memmap_output_equals_in_memory_and_leaves_no_temp_file(tmp_path):
+    model, params, x1, x2 = small_problem("cnn", n=7)
+    in_memory = blocked.pntk_blocked(model.apply, params, x1, x2, block_size=3, progress=False)
+    path = tmp_path / "kernel.npy"
+    on_disk = blocked.pntk_blocked(model.apply, params, x1, x2, block_size=3, out=path, progress=False)
+    assert isinstance(on_disk, np.memmap)
+    np.testing.assert_array_equal(np.asarray(on_disk), in_memory)
+    np.testing.assert_array_equal(np.load(path), in_memory)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kernel.npy"]
+
+
+def test_interrupted_run_leaves_nothing_at_out(tmp_path, monkeypatch):
+    """Atomic output: a failure during the tiles must not leave a half-written kernel."""
+    model, params, x1, _ = small_problem("mlp", n=7)
+
+    def fail_midway(g1, g2, result, *args, **kwargs):
+        result[:3] = 1.0
+        raise RuntimeError("interrupted")
+
+    monkeypatch.setattr(blocked, "_tiles", fail_midway)
+    with pytest.raises(RuntimeError, match="interrupted"):
+        blocked.pntk_blocked(model.apply, params, x1, block_size=3, out=tmp_path / "k.npy", progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_gradients_spill_to_disk_and_are_cleaned_up(tmp_path):
+    """Gradients over the host budget go to a temporary memmap beside ``out``, removed after."""
+    model, params, x1, _ = small_problem("mlp", n=7)
+    p = sum(np.size(leaf) for leaf in jax.tree_util.tree_leaves(params))
+    plan = blocked.plan_blocks(7, None, p, 8, budget=6 * p * 8, block_size=2, to_disk=True)
+    assert plan.spill_gradients  # 7 gradient rows exceed a 6-row host budget
+    got = blocked.pntk_blocked(
+        model.apply, params, x1, block_size=2, memory_budget=6 * p * 8, out=tmp_path / "k.npy", progress=False
+    )
+    want = np.asarray(kernels.pntk(model.apply, params, x1, implementation="jax"))
+    assert rel_err(got, want) < RTOL[np.dtype("float64")]
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["k.npy"]
+
+
+def test_gradients_are_computed_once_per_block():
+    """Count executed per-example forward passes with a callback inside apply_fn: every
+    example's gradient is computed exactly once (plus padding of the last block), not once
+    per tile (which would be 2x-3x more here)."""
+    model, params, x1, x2 = small_problem("mlp", n=7)
+    calls: list[int] = []
+
+    def counted(p, x):
+        jax.debug.callback(lambda v: calls.append(v.shape[0]), x[:, 0, 0, 0])
+        return model.apply(p, x)
+
+    blocked.pntk_blocked(counted, params, x1, block_size=3, progress=False)
+    assert len(calls) == 3 * 3  # 3 blocks of 3 rows (the last padded), 6 tiles
+    calls.clear()
+    blocked.pntk_blocked(counted, params, x1, x2, block_size=3, progress=False)
+    assert len(calls) == 3 * 3 + 2 * 3  # G1 and G2 once each, 6 tiles
+
+
+def test_automatic_block_size_respects_the_budget():
+    p, s = 10_000, 4
+    budget = 2_000_000
+    plan = blocked.plan_blocks(5000, None, p, s, budget=budget, to_disk=True)
+    assert plan.device_bytes <= budget
+    assert blocked._device_bytes(plan.block_size + 1, p, s) > budget  # the largest that fits
+    assert plan.n_tiles == plan.blocks1 * (plan.blocks1 + 1) // 2
+    assert blocked.plan_blocks(7, 5, p, s, budget=10**9).block_size == 7  # capped at max(N1, N2)
+    # two devices: blocks padded to a multiple of the device count
+    assert blocked.plan_blocks(7, None, p, s, budget=10**9, n_devices=2, block_size=3).padded_block == 4
+
+
+def test_memory_budget_errors_are_clear():
+    model, params, x1, _ = small_problem("mlp", n=7)
+    with pytest.raises(MemoryBudgetError, match="even with one example"):
+        blocked.pntk_blocked(model.apply, params, x1, memory_budget=1000, progress=False)
+    with pytest.raises(MemoryBudgetError, match="block_size=3"):
+        blocked.plan_blocks(100, None, 10_000, 4, budget=200_000, block_size=3)
+    with pytest.raises(MemoryBudgetError, match="out="):
+        blocked.plan_blocks(100_000, None, 10, 4, budget=10**9)  # 40 GB result in RAM
+
+
+def test_invalid_inputs_reuse_kernel_validation(tmp_path):
+    model, params, x1, _ = small_problem("mlp", n=7)
+    with pytest.raises(SuiteError, match="NaN"):
+        blocked.pntk_blocked(model.apply, params, np.full((3, 6, 6, 1), np.nan), progress=False)
+    with pytest.raises(SuiteError, match="same feature shape"):
+        blocked.pntk_blocked(model.apply, params, x1, np.zeros((2, 5, 5, 1)), progress=False)
+    with pytest.raises(SuiteError, match="positive integer"):
+        blocked.pntk_blocked(model.apply, params, x1, block_size=0, progress=False)
+    with pytest.raises(SuiteError, match="does not exist"):
+        blocked.pntk_blocked(model.apply, params, x1, out=tmp_path / "no" / "k.npy", progress=False)
+
+
+def test_gram_cost_counts_symmetric_half():
+    sym, full = blocked.gram_cost(100, None, 50), blocked.gram_cost(100, 100, 50)
+    assert full["flops"] == 2 * 100 * 100 * 50
+    assert sym["flops"] == 100 * 101 * 50
+
+
+CHILD = textwrap.dedent(
+    """
+    import json, sys
+    import jax
+    jax.config.update("jax_enable_x64", True)  # as in the parent (conftest), for equal float32 rounding
+    import jax.numpy as jnp
+    import numpy as np
+    from suite import blocked, models
+    out, results = sys.argv[1], {"devices": jax.device_count()}
+    for arch, kw in (("mlp", {"width": 32, "depth": 2}), ("cnn", {"width": 8, "depth": 2})):
+        model = models.build(arch, n_outputs=3, **kw)
+        params = models.cast_params(model.init(jax.random.PRNGKey(0), (6, 6, 1)), jnp.float32)
+        x = np.asarray(jax.random.normal(jax.random.PRNGKey(1), (13, 6, 6, 1), jnp.float32))
+        for b in (3, 4):
+            np.save(f"{out}/{arch}-b{b}-sym.npy", blocked.pntk_blocked(model.apply, params, x[:7], block_size=b, progress=False))
+            np.save(f"{out}/{arch}-b{b}-x2.npy", blocked.pntk_blocked(model.apply, params, x[:7], x[7:], block_size=b, progress=False))
+    print(json.dumps(results))
+    """
+)
+
+
+def test_two_devices_equal_one_device(tmp_path):
+    """Blocks sharded over 2 (forced host) devices give the 1-device kernel. The CNN case
+    guards against jit's SPMD partitioner, which gave wrong per-example conv gradients on the
+    second device (jax 0.5.3); blocks of 3 rows are padded to 4, blocks of 4 are not."""
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu"}
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD, str(tmp_path)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["devices"] == 2
+
+    from suite import models
+
+    for arch, kw in (("mlp", {"width": 32, "depth": 2}), ("cnn", {"width": 8, "depth": 2})):
+        model = models.build(arch, n_outputs=3, **kw)
+        params = models.cast_params(model.init(jax.random.PRNGKey(0), (6, 6, 1)), jnp.float32)
+        x = np.asarray(jax.random.normal(jax.random.PRNGKey(1), (13, 6, 6, 1), jnp.float32))
+        one = jax.devices()[:1]
+        for b in (3, 4):
+            sym = blocked.pntk_blocked(model.apply, params, x[:7], block_size=b, progress=False, devices=one)
+            cross = blocked.pntk_blocked(model.apply, params, x[:7], x[7:], block_size=b, progress=False, devices=one)
+            for name, want in (("sym", sym), ("x2", cross)):
+                got = np.load(tmp_path / f"{arch}-b{b}-{name}.npy")
+                assert got.shape == want.shape
+                assert rel_err(got, want) < 1e-6, (arch, b, name)
+
+
+# --------------------------------------------------------------------------- scale experiment
+
+
+def test_scale_case_is_tidy_and_matches_an_independent_regression():
+    from suite.experiments import TIDY_COLUMNS, common, scale
+
+    config = scale.Config("mlp", 1, 8, 0, n_train=40, n_test=20, dataset="digits", dtype="float64")
+    rows = scale.run(config)
+    assert set(TIDY_COLUMNS) <= set(rows.columns) and (rows["kernel"] == "pntk").all()
+    assert list(rows["metric"]) == list(scale.METRICS)
+    values = dict(zip(rows["metric"], rows["value"], strict=True))
+    assert np.isfinite(rows["value"]).all()
+
+    # independent: the one-shot pNTK and a plain dense ridge solve
+    train, test = scale.split(config)
+    x = np.concatenate([train.x, test.x])
+    model, params = common.network(config.model_config(), 0, x.shape[1:], "float64")
+    k = np.asarray(kernels.pntk(model.apply, params, x, implementation="jax"))
+    k_train = k[:40, :40]
+    lam = 1e-3 * np.mean(np.diag(k_train))
+    pred = k[40:, :40] @ np.linalg.solve(k_train + lam * np.eye(40), train.targets)
+    assert values["test_acc"] == pytest.approx(np.mean(pred.argmax(1) == test.y))
+    np.testing.assert_allclose(scale.ridge_predict(k, 40, train.targets, 1e-3), pred, rtol=1e-7, atol=1e-10)
+    assert values["pntk_gb"] == pytest.approx(60 * 60 * 8 / 1e9)
+    assert values["entk_gb"] == pytest.approx((60 * 10) ** 2 * 4 / 1e9) and values["entk_refused"] == 0.0
+    assert 0 < values["peak_rss_gb"] < 64
+
+
+def test_scale_entk_is_refused_under_4gb_and_grids_are_valid():
+    from suite.experiments import EXPERIMENTS, scale
+
+    assert scale.entk_refused(5000, 10, 10_000) == (pytest.approx(10.0), 1.0)
+    exp = EXPERIMENTS["scale"]
+    assert not exp.verify and set(exp.report_only_metrics) == set(scale.METRICS)
+    quick, full = exp.grid("quick"), exp.grid("full")
+    assert {(c.arch, c.seed) for c in quick} == {("cnn", 0), ("mlp", 0)}
+    assert len(full) == 6 and all(c.n_train + c.n_test == 5000 for c in full)
