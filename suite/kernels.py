@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 import os
 import re
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -307,8 +308,53 @@ def resolve_implementation(implementation: str, kernel: str, problem: Problem | 
 # --------------------------------------------------------------------------- public kernels
 
 
+_EXECUTABLES: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+_MAX_EXECUTABLES = 256
+
+
+def executable(kernel: str, apply_fn: ApplyFn, implementation: str, mode: str, args: tuple[Any, ...]) -> Any:
+    """The compiled kernel for these argument shapes, cached (least recently used, 256 kept).
+
+    Compiling ahead of time lets XLA report the memory the call will need (arguments, result
+    and temporaries such as Jacobians) before anything is allocated; a call over the
+    budget is refused with :class:`~suite.errors.MemoryBudgetError`.
+    """
+    signature = jax.tree_util.tree_map(lambda a: (jnp.shape(a), jnp.result_type(a)), args)
+    key = (apply_fn, implementation, mode, jax.tree_util.tree_structure(args), str(signature))
+    exe = _EXECUTABLES.get(key)
+    if exe is None:
+        exe = compiled(apply_fn, implementation, mode).lower(*args).compile()
+        need = compiled_bytes(exe)
+        if need is not None:
+            budget = memory_budget()
+            if need > budget:
+                raise MemoryBudgetError(
+                    f"{kernel} with implementation {implementation!r} needs {format_bytes(need)} by XLA's "
+                    "estimate (result and temporaries), over the memory "
+                    f"budget of {format_bytes(budget)}; use fewer inputs per call, another implementation "
+                    "(structured_derivatives usually needs least), pntk instead of entk, or raise "
+                    "SUITE_MEMORY_BUDGET if you are sure."
+                )
+        _EXECUTABLES[key] = exe
+        if len(_EXECUTABLES) > _MAX_EXECUTABLES:
+            _EXECUTABLES.popitem(last=False)
+    else:
+        _EXECUTABLES.move_to_end(key)
+    return exe
+
+
+def compiled_bytes(exe: Any) -> int | None:
+    """Bytes a compiled call allocates (its result and temporaries; the arguments exist
+    already), by XLA's memory analysis; None where the backend does not report it."""
+    stats = exe.memory_analysis()
+    if stats is None:
+        return None
+    return int(stats.temp_size_in_bytes + stats.output_size_in_bytes)
+
+
 def _run(kernel: str, mode: str, apply_fn, params, x1, x2, implementation, vector=None) -> jax.Array:
-    """Validate, resolve the implementation, check memory, then call the cached jitted kernel.
+    """Validate, resolve the implementation, check memory (first by the result's size, then by
+    XLA's compiled estimate), then call the cached compiled kernel.
 
     ``vector(O)`` gives the output direction v of scalar kernels (the NTK of v^T f).
     """
@@ -316,8 +362,8 @@ def _run(kernel: str, mode: str, apply_fn, params, x1, x2, implementation, vecto
     impl = resolve_implementation(implementation, kernel, problem)
     v = None if vector is None else jnp.asarray(vector(problem.n_outputs), problem.dtype)
     check_memory(kernel, problem, impl)
-    fn = compiled(apply_fn, impl, mode)
-    return fn(x1, x2, params) if v is None else fn(x1, x2, params, v)
+    args = (x1, x2, params) if v is None else (x1, x2, params, v)
+    return executable(kernel, apply_fn, impl, mode, args)(*args)
 
 
 def entk(apply_fn: ApplyFn, params: Any, x1: Any, x2: Any = None, *, implementation: str = "auto") -> jax.Array:

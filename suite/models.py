@@ -189,15 +189,16 @@ class Model:
     kernel_fn: Callable[..., Any] = field(repr=False)
 
     def init(self, key: jax.Array, input_shape: tuple[int, ...]) -> Any:
-        """Sample parameters (float32). ``input_shape`` is one example's shape (e.g.
-        ``(8, 8, 1)``); a leading ``-1`` batch axis is accepted too.
+        """Sample parameters in jax's default float dtype (float64 when x64 is on).
+        ``input_shape`` is one example's shape (e.g. ``(8, 8, 1)``); a leading ``-1`` batch
+        axis is accepted too.
 
         Sampling always uses float32 draws, so a seed gives the same network whether or not
         jax's x64 mode is on (with x64 on, ``jax.random.normal`` would draw another stream).
-        Cast with :func:`cast_params` for float64 work.
         """
         with _float32_draws():
-            return self.init_fn(key, _batched(input_shape))[1]
+            params = self.init_fn(key, _batched(input_shape))[1]
+        return cast_params(params, jax.dtypes.canonicalize_dtype(jnp.float64))
 
     def apply(self, params: Any, x: jax.Array) -> jax.Array:
         """Logits ``(N, O)`` for inputs ``x`` (N examples)."""

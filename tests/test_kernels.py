@@ -228,13 +228,21 @@ def test_logit_index_out_of_range():
 
 
 def test_entk_over_budget_is_refused_with_size_and_pntk_hint(monkeypatch):
-    f, p, x = _mlp()
+    model, params, _, _ = small_problem("mlp")
+    x = jax.random.normal(jax.random.PRNGKey(3), (32, 6, 6, 1))
+    # the budget the pNTK needs (XLA's estimate), slightly raised: the eNTK's 9x larger
+    # result (O = 3) does not fit in it
+    sd = "structured_derivatives"
+    args = (x, None, params, jnp.ones(3) / jnp.sqrt(3.0))
+    need = kernels.compiled_bytes(kernels.executable("pntk", model.apply, sd, "scalar", args))
+    monkeypatch.setenv("SUITE_MEMORY_BUDGET", str(int(need * 1.1)))
+    with pytest.raises(MemoryBudgetError, match=r"entk with implementation .* over the memory budget .*pntk"):
+        kernels.entk(model.apply, params, x, implementation=sd)
+    assert kernels.pntk(model.apply, params, x, implementation=sd).shape == (32, 32)
+    # refused before compiling when the result alone is too big, naming its size
     monkeypatch.setenv("SUITE_MEMORY_BUDGET", "1kB")
-    with pytest.raises(MemoryBudgetError, match=r"the eNTK of 4x4 inputs with O=3 is a \(12\)x\(12\) matrix .*use pntk"):
-        kernels.entk(f, p, x, implementation="structured_derivatives")
-    # the N x N pNTK fits the same budget
-    monkeypatch.setenv("SUITE_MEMORY_BUDGET", "1kB")
-    assert kernels.pntk(f, p, x, implementation="structured_derivatives").shape == (4, 4)
+    with pytest.raises(MemoryBudgetError, match=r"the eNTK of 32x32 inputs with O=3 is a \(96\)x\(96\) matrix \(73.7 kB\); use pntk"):
+        kernels.entk(model.apply, params, x, implementation=sd)
 
 
 def test_memory_estimate_of_the_paper_example():
@@ -284,3 +292,19 @@ def test_own_path_works_without_neural_tangents(monkeypatch):
     assert rel_err(kernels.entk(_tiny_apply, params, x), want) < 1e-12
     with pytest.raises(ImportError, match="neural-tangents could not be imported.*implementation='jax'"):
         kernels.entk(_tiny_apply, params, x, implementation="structured_derivatives")
+
+
+def test_compiled_memory_estimate_guards_temporaries(monkeypatch):
+    """A call whose result fits but whose temporaries (by XLA's compiled estimate) do not is refused."""
+    from suite import models
+
+    model = models.build("cnn", width=12, depth=2, n_outputs=50)
+    params = model.init(jax.random.PRNGKey(0), (6, 6, 1))
+    x = jax.random.normal(jax.random.PRNGKey(1), (4, 6, 6, 1))
+    _, _, problem = kernels.validate(model.apply, params, x)
+    result_bytes = kernels.estimate_bytes("entk", problem, "structured_derivatives")
+    monkeypatch.setenv("SUITE_MEMORY_BUDGET", str(int(1.5 * result_bytes)))
+    with pytest.raises(MemoryBudgetError, match="by XLA's estimate"):
+        kernels.entk(model.apply, params, x, implementation="structured_derivatives")
+    monkeypatch.delenv("SUITE_MEMORY_BUDGET")
+    assert kernels.entk(model.apply, params, x, implementation="structured_derivatives").shape == (4, 4, 50, 50)
