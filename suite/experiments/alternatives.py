@@ -1,0 +1,239 @@
+"""pNTK vs the other cheap kernels: the same error, a different cost (theory.md §3, F9).
+
+Issue item 5: the pNTK, the mean trace, the first logit, a random projection and the
+unscaled sum of logits (divided by O), each against the exact eNTK, with error and cost
+side by side. Unlike ``convergence`` (which derives every approximation from one eNTK), each
+kernel here is computed by its OWN implementation
+(``kernels.KERNELS[k].compute(model.apply, params, x, implementation=...)``), as a user would,
+so its cost can be timed:
+
+* ``rel_frobenius``: ||Theta - K x I_O||_F / ||Theta||_F against the eNTK Theta (T2; the
+  metric of ``convergence``), for every approximation K.
+* ``seconds``: median wall time of 3 calls of the kernel's jitted function, each ending in
+  ``jax.block_until_ready`` (the eNTK included), after one untimed call that compiles it (the
+  call that produced the kernel's value). The jitted function is
+  ``kernels.compiled(apply_fn, implementation, mode)``, the one ``compute`` calls after
+  validating its inputs, so input checks are not timed. Informative only: other processes
+  may share the machine; benchmarks live in tests/test_bench_kernels.py.
+* ``jacobians_per_input``: ``KERNELS[k].jacobians_per_input(O)``: 1 for the pNTK, first logit,
+  projection and unscaled sum; O for the mean trace and the eNTK.
+
+The unscaled sum is the NTK of sum_i f_i, i.e. 1^T Theta 1 = sum_ij Theta_ij per pair, which
+is O times the pNTK (the NTK of (1/sqrt O) sum_i f_i). Divided by O it IS the pNTK, identically,
+so its error equals the pNTK's up to rounding; it is computed separately (kernel
+``unscaled_sum``: ``kernels.compiled(apply_fn, impl, "scalar")`` with v = ones, then / O)
+because TE-NAS- and TRAK-style code uses the unscaled sum and must divide by O before it is
+compared with an eNTK (theory.md §1, "unscaled sum").
+
+Expected (theory.md §3, "alternatives at init"): at initialization every approximation shares
+the n^-1/2 rate and their errors are close (off-diagonals dominate); the pNTK's edge is cost
+(one Jacobian per input; the trace needs O), not accuracy.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+
+from suite import kernels, models
+from suite.errors import SuiteError, require_positive_int
+from suite.experiments import Experiment, common
+
+VERSION = "1"
+
+#: Kernel id of the NTK of sum_i f_i divided by O (not a registered kernel: it equals pNTK).
+UNSCALED = "unscaled_sum"
+
+#: Every kernel of a case, the eNTK first.
+KERNEL_NAMES = ("entk", *kernels.APPROXIMATIONS, UNSCALED)
+
+#: Timed calls per kernel (after one untimed compile call); the median is stored.
+REPEATS = 3
+
+#: One depth per architecture (the deepest of convergence's quick grid).
+DEPTHS = {"mlp": 3, "cnn": 2, "resnet": 2}
+QUICK_WIDTHS = {"mlp": (128, 256, 512, 1024), "cnn": (16, 32, 64, 128), "resnet": (8, 16, 32, 64)}
+FULL_WIDTHS = {"mlp": (128, 256, 512, 1024, 2048), "cnn": (16, 32, 64, 128, 256), "resnet": (16, 32, 64, 128, 256)}
+
+#: Metrics that are not errors: cost is reported, not judged against a rate.
+REPORT_ONLY = ("seconds", "jacobians_per_input")
+
+
+@dataclass(frozen=True)
+class Config:
+    """One case: a network at one width and init seed, on a fixed input batch."""
+
+    arch: str
+    depth: int
+    width: int
+    seed: int
+    n_outputs: int = 10
+    dataset: str = "digits"
+    n_inputs: int = 32
+    data_seed: int = 0
+    parameterization: str = "ntk"
+    dtype: str = "float32"
+    implementation: str = "auto"
+
+    def __post_init__(self) -> None:
+        for name in ("depth", "width", "n_outputs", "n_inputs"):
+            require_positive_int(name, getattr(self, name))
+        if self.dtype not in common.DTYPES:
+            raise SuiteError(f"dtype must be one of {sorted(common.DTYPES)}, got {self.dtype!r}")
+        if self.implementation not in kernels.IMPLEMENTATION_CHOICES:
+            raise SuiteError(
+                f"implementation must be one of {list(kernels.IMPLEMENTATION_CHOICES)}, got {self.implementation!r}"
+            )
+
+    @property
+    def id(self) -> str:
+        """Readable case id, e.g. ``mlp-d03-w0512-o10-s2``."""
+        return f"{self.arch}-d{self.depth:02d}-w{self.width:04d}-o{self.n_outputs}-s{self.seed}"
+
+    def model_config(self) -> models.ModelConfig:
+        return models.ModelConfig(
+            self.arch, width=self.width, depth=self.depth, n_outputs=self.n_outputs,
+            parameterization=self.parameterization,
+        )
+
+
+def _grid(widths, outputs, seeds: int, **common_fields) -> list[Config]:
+    return [
+        Config(arch, DEPTHS[arch], width, seed, n_outputs=o, **common_fields)
+        for o in outputs
+        for arch in widths
+        for width in widths[arch]
+        for seed in range(seeds)
+    ]
+
+
+GRIDS = {
+    "quick": lambda: _grid(QUICK_WIDTHS, (10,), 3, dataset="digits", n_inputs=32),
+    "full": lambda: _grid(FULL_WIDTHS, (10, 100), 5, dataset="mnist5k", n_inputs=64),
+}
+
+
+# --------------------------------------------------------------------------- kernels
+
+
+def kernel_kwargs(seed: int) -> dict[str, dict]:
+    """Extra arguments of the kernels that take any: the first logit, and the projection
+    drawn from the case's seed (as in ``convergence``)."""
+    return {"logit_ntk": {"index": 0}, "projected_ntk": {"key": jax.random.PRNGKey(seed)}}
+
+
+def own_kernels(apply_fn, params, x, implementation: str, seed: int) -> dict[str, jax.Array]:
+    """Every kernel of :data:`KERNEL_NAMES` by its own implementation (not from the eNTK)."""
+    return {name: own_kernel(name, apply_fn, params, x, implementation, seed) for name in KERNEL_NAMES}
+
+
+def own_kernel(name: str, apply_fn, params, x, implementation: str, seed: int) -> jax.Array:
+    """Kernel ``name`` by its own implementation: ``KERNELS[name].compute`` for registered
+    kernels, the NTK of 1^T f divided by O for ``unscaled_sum``."""
+    if name == UNSCALED:
+        return timed_calls(apply_fn, params, x, implementation, seed)[UNSCALED]()
+    kw = kernel_kwargs(seed).get(name, {})
+    return kernels.KERNELS[name].compute(apply_fn, params, x, implementation=implementation, **kw)
+
+
+def timed_calls(apply_fn, params, x, implementation: str, seed: int) -> dict[str, Callable[[], jax.Array]]:
+    """Zero-argument callables of the jitted kernel functions, one per kernel.
+
+    These are the functions ``KERNELS[k].compute`` ends in (``kernels.compiled`` with the
+    kernel's mode and output direction v), minus its input validation, so a timing measures
+    the kernel alone. ``unscaled_sum`` is the NTK of 1^T f (v = ones) divided by O.
+    """
+    impl = kernels.resolve_implementation(implementation, "entk")
+    o = int(jax.eval_shape(apply_fn, params, x[:1]).shape[1])
+    dtype = jnp.asarray(x).dtype
+    scalar = kernels.compiled(apply_fn, impl, "scalar")
+    full = kernels.compiled(apply_fn, impl, "full")
+    trace = kernels.compiled(apply_fn, impl, "trace")
+    vectors = {
+        "pntk": np.ones(o) / np.sqrt(o),
+        "logit_ntk": np.eye(o)[kernel_kwargs(seed)["logit_ntk"]["index"]],
+        "projected_ntk": kernels.projection(kernel_kwargs(seed)["projected_ntk"]["key"], o),
+        UNSCALED: np.ones(o),
+    }
+    v = {k: jnp.asarray(vec, dtype) for k, vec in vectors.items()}
+    calls: dict[str, Callable[[], jax.Array]] = {
+        "entk": lambda: full(x, None, params),
+        "trace_ntk": lambda: trace(x, None, params),
+        UNSCALED: lambda: scalar(x, None, params, v[UNSCALED]) / o,
+    }
+    for name in ("pntk", "logit_ntk", "projected_ntk"):
+        calls[name] = _scalar_call(scalar, x, params, v[name])
+    return calls
+
+
+def _scalar_call(scalar, x, params, v) -> Callable[[], jax.Array]:
+    return lambda: scalar(x, None, params, v)
+
+
+def median_seconds(call: Callable[[], jax.Array], repeats: int = REPEATS, warmup: bool = True) -> float:
+    """Median wall time of ``repeats`` calls, after one untimed (compiling) call if ``warmup``
+    (pass False when the caller has just made that call)."""
+    if warmup:
+        jax.block_until_ready(call())
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(call())
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def run(config: Config) -> pd.DataFrame:
+    """Compute one case's tidy rows (see the module docstring for the metrics)."""
+    common.ensure_dtype(config.dtype)
+    x = common.inputs(config.dataset, config.n_inputs, config.data_seed, config.dtype)
+    model, params = common.network(config.model_config(), config.seed, tuple(x.shape[1:]), config.dtype)
+    calls = timed_calls(model.apply, params, x, config.implementation, config.seed)
+    values, seconds = {}, {}
+    for name in KERNEL_NAMES:
+        # The value's own call is the untimed one that compiles the jitted kernel function.
+        values[name] = jax.block_until_ready(own_kernel(name, model.apply, params, x, config.implementation, config.seed))
+        seconds[name] = median_seconds(calls[name], warmup=False)
+    full = np.asarray(values["entk"], np.float64)
+
+    o = config.n_outputs
+    rows: list[tuple[str, str, float]] = []
+    for name in KERNEL_NAMES:
+        if name != "entk":
+            rows.append((name, "rel_frobenius", common.rel_frobenius_kron(full, np.asarray(values[name], np.float64))))
+        rows.append((name, "seconds", seconds[name]))
+        per_input = 1 if name == UNSCALED else kernels.KERNELS[name].jacobians_per_input(o)
+        rows.append((name, "jacobians_per_input", float(per_input)))
+
+    case = asdict(config)
+    case["n_params"] = model.param_count(tuple(x.shape[1:]))
+    frame = pd.DataFrame(rows, columns=["kernel", "metric", "value"])
+    for col, value in reversed(case.items()):
+        frame.insert(0, col, value)
+    return frame
+
+
+EXPERIMENT = Experiment(
+    name="alternatives",
+    description="pNTK vs mean trace, first logit, random projection and unscaled sum / O: error against the eNTK and cost, each by its own implementation",
+    theorem="T2 (alternatives at init)",
+    version=VERSION,
+    config_type=Config,
+    grids=GRIDS,
+    run=run,
+    verify=False,
+    order=25,
+    report_only_metrics=REPORT_ONLY,
+    metric_text={
+        "rel_frobenius": "‖eNTK − K⊗I_O‖_F / ‖eNTK‖_F (T2)",
+        "seconds": "median wall time of one kernel call after compilation (alternatives; informative only)",
+        "jacobians_per_input": "Jacobian rows (VJPs) per input a kernel needs: 1, or O for the trace and eNTK",
+    },
+)
