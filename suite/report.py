@@ -51,6 +51,11 @@ def load_results(out: Path, grid: str | None = None) -> dict[str, tuple[pd.DataF
 def summarize(exp: Experiment, rows: pd.DataFrame) -> pd.DataFrame:
     """Slope fits and verdicts of every series (error vs width over seeds) of one experiment."""
     by = [c for c in exp.series_columns if c in rows.columns]
+    # A report-only metric can be undefined for some cases (e.g. lambda_min of a singular
+    # kernel); fit what is defined and say how much was left out.
+    undefined = rows["metric"].isin(exp.report_only_metrics) & ~np.isfinite(rows["value"])
+    dropped = rows[undefined].groupby(by, dropna=False).size()
+    rows = rows[~undefined]
     summary = stats.summarize(rows, by=by)
     summary.insert(0, "experiment", exp.name)
     # The seed-mean (geometric) value at the largest width: a number for every series, also
@@ -62,6 +67,10 @@ def summarize(exp: Experiment, rows: pd.DataFrame) -> pd.DataFrame:
     report_only = summary["metric"].isin(exp.report_only_metrics)
     summary.loc[report_only, "verdict"] = REPORTED
     summary.loc[report_only, "note"] = "no rate is claimed by the theory; slope shown as measured"
+    for key, count in dropped.items():
+        key = key if isinstance(key, tuple) else (key,)
+        mask = np.logical_and.reduce([summary[c] == v for c, v in zip(by, key, strict=True)])
+        summary.loc[mask, "note"] = summary.loc[mask, "note"] + f"; {count} undefined values left out"
     return summary
 
 

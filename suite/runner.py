@@ -91,6 +91,10 @@ def run_experiment(
     """
     exp = get_experiment(name)
     require_positive_int("jobs", jobs)
+    if exp.timed and jobs > 1:
+        print(f"{exp.name}: measures wall-clock time, so its cases run one at a time (ignoring --jobs {jobs})",
+              file=sys.stderr)
+        jobs = 1
     configs = list(configs) if configs is not None else exp.grid(grid, archs)
     if archs and configs:
         configs = [c for c in configs if c.arch in archs]

@@ -43,6 +43,7 @@ class Experiment:
         report_only_metrics: metrics for which the theory claims no rate: their slopes are
             fitted and shown, with verdict ``reported`` instead of a forced verdict.
         metric_text: short definitions of the metrics, for the report.
+        timed: its rows include wall-clock timings, so cases run one at a time (``jobs=1``).
     """
 
     name: str
@@ -57,6 +58,7 @@ class Experiment:
     extra_series: tuple[str, ...] = ()
     report_only_metrics: tuple[str, ...] = ()
     metric_text: Mapping[str, str] = field(default_factory=dict)
+    timed: bool = False
 
     @property
     def series_columns(self) -> list[str]:

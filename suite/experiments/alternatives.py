@@ -230,6 +230,7 @@ EXPERIMENT = Experiment(
     run=run,
     verify=False,
     order=25,
+    timed=True,
     report_only_metrics=REPORT_ONLY,
     metric_text={
         "rel_frobenius": "‖eNTK − K⊗I_O‖_F / ‖eNTK‖_F (T2)",

@@ -194,5 +194,6 @@ EXPERIMENT = Experiment(
     run=run,
     verify=False,
     order=40,
+    timed=True,
     report_only_metrics=METRICS,
 )
