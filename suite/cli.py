@@ -35,7 +35,7 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--jobs", type=int, default=1, help="worker processes (default 1; results are identical)")
 
     run = sub.add_parser("run", help="run one experiment's grid (resumes), then rebuild the report")
-    run.add_argument("experiment", help=f"one of: {', '.join(EXPERIMENTS)}")
+    run.add_argument("experiment", help=f"one of: {', '.join(EXPERIMENTS)}; or 'all'")
     common(run)
     run.add_argument("--grid-file", type=Path, help="custom grid (TOML or JSON; see suite.experiments.load_grid_file)")
     verify = sub.add_parser("verify", help="run every theorem experiment, then write summary.json, figures, REPORT.md")
@@ -111,9 +111,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "list":
             _list()
         elif args.command == "run":
-            from suite.experiments import get_experiment
+            from suite.experiments import EXPERIMENTS, get_experiment
 
-            _run([get_experiment(args.experiment).name], args)
+            names = list(EXPERIMENTS) if args.experiment == "all" else [get_experiment(args.experiment).name]
+            _run(names, args)
         elif args.command == "verify":
             from suite.experiments import EXPERIMENTS
 
