@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -289,12 +290,22 @@ def compiled(apply_fn: ApplyFn, implementation: str, mode: str) -> Callable[...,
     return jax.jit(fn)
 
 
-def resolve_implementation(implementation: str, kernel: str, problem: Problem | None = None) -> str:
-    """Map ``auto`` to a concrete implementation; reject unknown names.
+#: Implementations ``auto`` times against each other for scalar kernels (one gradient per
+#: input): structured derivatives wins on MLPs, the plain per-example-gradient Gram on conv
+#: nets (reports/bench). Jacobian contraction and NTK-vector products are not tried: on the
+#: benchmarked networks they were never clearly ahead of both and can need far more memory.
+AUTO_SCALAR_CANDIDATES = ("structured_derivatives", "jax")
+_AUTO_CHOICE: dict[tuple[Any, ...], str] = {}
 
-    ``auto`` uses neural-tangents' structured derivatives when neural-tangents imports (it was
-    the fastest or near it for MLPs and CNNs on CPU, theory notes §3) and the suite's own
-    ``jax`` path otherwise.
+
+def resolve_implementation(implementation: str, kernel: str, problem: Problem | None = None) -> str:
+    """Check an implementation name; map ``auto`` for block kernels (eNTK, trace).
+
+    ``auto`` for the eNTK and the trace (O gradients per input) is neural-tangents' structured derivatives (fastest or
+    within noise of it for every benchmarked MLP, CNN and ResNet eNTK, and the least memory),
+    or the suite's own ``jax`` path where neural-tangents does not import. For scalar kernels
+    it returns ``"auto"``: :func:`choose_scalar_implementation` then times the candidates once
+    per network and input shape.
     """
     if implementation not in IMPLEMENTATION_CHOICES:
         raise unknown_name("implementation", implementation, IMPLEMENTATION_CHOICES)
@@ -302,7 +313,42 @@ def resolve_implementation(implementation: str, kernel: str, problem: Problem | 
         if IMPLEMENTATIONS[implementation] is not None:
             _nt.require()
         return implementation
-    return "structured_derivatives" if _nt.available() else "jax"
+    if not _nt.available():
+        return "jax"
+    return "auto" if KERNELS[kernel].mode == "scalar" else "structured_derivatives"
+
+
+def choose_scalar_implementation(kernel: str, apply_fn: ApplyFn, args: tuple[Any, ...]) -> str:
+    """The fastest of :data:`AUTO_SCALAR_CANDIDATES` for this network and these shapes, by one
+    timed run of each after compiling (a one-time cost per network and shape, cached)."""
+    key = (apply_fn, _signature(args))
+    if key not in _AUTO_CHOICE:
+        timings = {}
+        for candidate in AUTO_SCALAR_CANDIDATES:
+            try:
+                exe = executable(kernel, apply_fn, candidate, "scalar", args)
+            except MemoryBudgetError:
+                continue
+            jax.block_until_ready(exe(*args))  # first run: allocation, caches
+            start = time.perf_counter()
+            jax.block_until_ready(exe(*args))
+            timings[candidate] = time.perf_counter() - start
+        if not timings:  # every candidate is over budget: let the caller's check say so
+            return AUTO_SCALAR_CANDIDATES[0]
+        _AUTO_CHOICE[key] = min(timings, key=timings.__getitem__)
+    return _AUTO_CHOICE[key]
+
+
+def concrete_implementation(kernel: str, implementation: str, apply_fn: ApplyFn, args: tuple[Any, ...]) -> str:
+    """The implementation a call with these arguments runs (``auto`` resolved, timing once if
+    needed); ``args`` as passed to :func:`executable`."""
+    impl = resolve_implementation(implementation, kernel)
+    return choose_scalar_implementation(kernel, apply_fn, args) if impl == "auto" else impl
+
+
+def _signature(args: tuple[Any, ...]) -> tuple[Any, str]:
+    shapes = jax.tree_util.tree_map(lambda a: (jnp.shape(a), str(jnp.result_type(a))), args)
+    return jax.tree_util.tree_structure(args), str(shapes)
 
 
 # --------------------------------------------------------------------------- public kernels
@@ -319,8 +365,7 @@ def executable(kernel: str, apply_fn: ApplyFn, implementation: str, mode: str, a
     and temporaries such as Jacobians) before anything is allocated; a call over the
     budget is refused with :class:`~suite.errors.MemoryBudgetError`.
     """
-    signature = jax.tree_util.tree_map(lambda a: (jnp.shape(a), jnp.result_type(a)), args)
-    key = (apply_fn, implementation, mode, jax.tree_util.tree_structure(args), str(signature))
+    key = (apply_fn, implementation, mode, *_signature(args))
     exe = _EXECUTABLES.get(key)
     if exe is None:
         exe = compiled(apply_fn, implementation, mode).lower(*args).compile()
@@ -361,8 +406,9 @@ def _run(kernel: str, mode: str, apply_fn, params, x1, x2, implementation, vecto
     x1, x2, problem = validate(apply_fn, params, x1, x2)
     impl = resolve_implementation(implementation, kernel, problem)
     v = None if vector is None else jnp.asarray(vector(problem.n_outputs), problem.dtype)
-    check_memory(kernel, problem, impl)
     args = (x1, x2, params) if v is None else (x1, x2, params, v)
+    impl = concrete_implementation(kernel, impl, apply_fn, args)
+    check_memory(kernel, problem, impl)
     return executable(kernel, apply_fn, impl, mode, args)(*args)
 
 
@@ -462,28 +508,29 @@ class KernelSpec:
     from_entk: Callable[..., jax.Array]
     block: bool
     jacobians_per_input: Callable[[int], int]
+    mode: str  # the compiled function it runs: "full", "trace" or "scalar" (see compiled)
 
 
 KERNELS: dict[str, KernelSpec] = {
     "entk": KernelSpec(
-        "entk", "eNTK", "exact empirical NTK, (N1, N2, O, O)", entk, lambda full, **_: full, True, lambda o: o
+        "entk", "eNTK", "exact empirical NTK, (N1, N2, O, O)", entk, lambda full, **_: full, True, lambda o: o, "full"
     ),
     "pntk": KernelSpec(
         "pntk", "pNTK", "NTK of the sum of logits / sqrt(O)", pntk, lambda full, **_: _block_row_sum_mean(full),
-        False, lambda o: 1,
+        False, lambda o: 1, "scalar",
     ),
     "trace_ntk": KernelSpec(
         "trace_ntk", "mean trace", "mean of each block's diagonal", trace_ntk,
-        lambda full, **_: _block_trace(full), False, lambda o: o,
+        lambda full, **_: _block_trace(full), False, lambda o: o, "trace",
     ),
     "logit_ntk": KernelSpec(
         "logit_ntk", "first logit", "one logit's diagonal entry", logit_ntk,
-        lambda full, index=0, **_: full[:, :, index, index], False, lambda o: 1,
+        lambda full, index=0, **_: full[:, :, index, index], False, lambda o: 1, "scalar",
     ),
     "projected_ntk": KernelSpec(
         "projected_ntk", "random projection", "NTK of v^T f, v a random unit vector", projected_ntk,
         lambda full, key, **_: _block_projection(full, key),
-        False, lambda o: 1,
+        False, lambda o: 1, "scalar",
     ),
 }
 APPROXIMATIONS = tuple(k for k, spec in KERNELS.items() if not spec.block)
