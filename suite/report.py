@@ -200,7 +200,9 @@ def _markdown(results, summary: pd.DataFrame, shown, out: Path) -> str:
         "",
         f"All {len(summary)} fitted series: "
         + ", ".join(f"{n} {v}" for v, n in sorted(counts.items()))
-        + ". Full table below.",
+        + ". Per experiment (full table at the end):",
+        "",
+        _counts_table(summary),
         "",
         "## What was run",
         "",
@@ -239,6 +241,16 @@ def _markdown(results, summary: pd.DataFrame, shown, out: Path) -> str:
         "",
     ]
     return "\n".join(parts)
+
+
+def _counts_table(summary: pd.DataFrame) -> str:
+    verdicts = [*stats.VERDICTS, REPORTED]
+    lines = ["| experiment | theorem | " + " | ".join(verdicts) + " |", "|---|---|" + "---|" * len(verdicts)]
+    for name, rows in summary.groupby("experiment", sort=False):
+        counts = rows["verdict"].value_counts()
+        cells = " | ".join(str(int(counts.get(v, 0))) for v in verdicts)
+        lines.append(f"| {name} | {EXPERIMENTS[str(name)].theorem} | {cells} |")
+    return "\n".join(lines)
 
 
 def _metric_text(results) -> dict[str, str]:
