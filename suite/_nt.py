@@ -27,7 +27,7 @@ IMPORT_ERROR: str | None = None
 
 def _apply_shims() -> None:
     import jax
-    import jax.extend  # noqa: F401  (makes jax.extend.source_info_util reachable)
+    import jax.extend
     import jax.interpreters.ad as ad
 
     if not hasattr(ad, "source_info_util"):

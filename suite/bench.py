@@ -7,8 +7,9 @@ baselines compared on any machine.
 * :func:`ratios` adds each median relative to the fastest entry of its group, to the
   calibration matmul of the same run, and to the eNTK of the same network and implementation.
 * :func:`speedups` gives the eNTK / pNTK time ratio per network and O (paper, Figure 1).
-* :func:`compare` checks a candidate run against a baseline on calibration-normalized medians,
-  so a uniformly slower machine does not count as a regression.
+* :func:`compare` checks a candidate run against a baseline on calibration-normalized medians
+  (median / the calibration matmul's fastest round), so a uniformly slower machine does not
+  count as a regression.
 * :func:`summarize` writes a markdown report.
 
 Command line::
@@ -28,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -100,15 +102,20 @@ def machine_summary(json_path: str | Path) -> dict[str, Any]:
         "cpu": cpu.get("brand_raw") if isinstance(cpu, dict) else cpu,
         "python": info.get("python_version"),
     }
-    for key in ("jax", "jaxlib", "backend", "device"):
+    for key in ("jax", "jaxlib", "backend", "device", "load_average"):
         if key in info:
             out[key] = info[key]
     return {k: v for k, v in out.items() if v is not None}
 
 
-def calibration_median(df: pd.DataFrame) -> float:
-    """Median time of the run's calibration benchmark (the smallest one if several), or NaN."""
-    cal = df.loc[df["group"] == CALIBRATION_GROUP, "median"]
+def calibration_time(df: pd.DataFrame) -> float:
+    """The machine-speed unit of a run: the fastest round of its calibration matmul, or NaN.
+
+    The fastest round, not the median: other work on the machine shifts a short benchmark's
+    median (on a shared 2-core machine we saw one run's calibration median 1.6x its usual value
+    while its fastest round and every kernel's median were as usual), but rarely its minimum.
+    """
+    cal = df.loc[df["group"] == CALIBRATION_GROUP, "min"]
     return float(cal.min()) if len(cal) else math.nan
 
 
@@ -120,7 +127,7 @@ def ratios(df: pd.DataFrame) -> pd.DataFrame:
 
     * ``vs_fastest``: median / the smallest median of the same group (1.0 for the fastest).
     * ``fastest``: True for the fastest entry of its group.
-    * ``vs_calibration``: median / the calibration matmul's median of the same run.
+    * ``vs_calibration``: median / :func:`calibration_time` of the same run.
     * ``vs_entk``: median / the eNTK's median for the same network, O, N and implementation
       (the ``PAIR_KEYS`` of ``extra_info``); so a pNTK row's value is its pNTK/eNTK time ratio.
     """
@@ -132,7 +139,7 @@ def ratios(df: pd.DataFrame) -> pd.DataFrame:
     best = out.groupby("group")["median"].transform("min")
     out["vs_fastest"] = out["median"] / best
     out["fastest"] = out["median"] == best
-    out["vs_calibration"] = out["median"] / calibration_median(out)
+    out["vs_calibration"] = out["median"] / calibration_time(out)
     out["vs_entk"] = math.nan
     if "kernel" in out and all(k in out for k in PAIR_KEYS):
         entk = out[out["kernel"] == "entk"].drop_duplicates(list(PAIR_KEYS))
@@ -146,8 +153,9 @@ def speedups(df: pd.DataFrame, kernel: str = "pntk") -> pd.DataFrame:
     """eNTK time / ``kernel`` time per network and O (the paper's Figure 1 comparison).
 
     One row per (bench, model, O, N) with columns ``entk_<impl>_ms``, ``<kernel>_<impl>_ms`` and
-    ``speedup_<impl>`` for each implementation timed for both kernels, plus ``speedup_best``:
-    the fastest eNTK over the fastest ``kernel`` across implementations.
+    ``speedup_<impl>`` for each implementation timed for both kernels, plus ``entk_best_ms``,
+    ``<kernel>_best_ms`` and ``speedup_best``: the fastest eNTK over the fastest ``kernel``
+    across implementations.
     """
     needed = {"kernel", *PAIR_KEYS}
     if df.empty or not needed <= set(df.columns):
@@ -159,22 +167,25 @@ def speedups(df: pd.DataFrame, kernel: str = "pntk") -> pd.DataFrame:
     if "entk" not in table.columns.get_level_values(0) or kernel not in table.columns.get_level_values(0):
         return pd.DataFrame()
     out = pd.DataFrame(index=table.index)
-    impls = sorted(set(table["entk"].columns) & set(table[kernel].columns))
+    common = set(table["entk"].columns) & set(table[kernel].columns)
+    impls = sorted(common, key=lambda i: (i != "auto", i))
     for impl in impls:
         out[f"entk_{impl}_ms"] = table["entk"][impl] * 1e3
         out[f"{kernel}_{impl}_ms"] = table[kernel][impl] * 1e3
         out[f"speedup_{impl}"] = table["entk"][impl] / table[kernel][impl]
+    out["entk_best_ms"] = table["entk"].min(axis=1) * 1e3
+    out[f"{kernel}_best_ms"] = table[kernel].min(axis=1) * 1e3
     out["speedup_best"] = table["entk"].min(axis=1) / table[kernel].min(axis=1)
-    return out.reset_index()
+    return out.dropna(subset=["speedup_best"]).reset_index()
 
 
 def auto_choice(df: pd.DataFrame) -> pd.DataFrame:
-    """Per group timing ``auto`` beside other implementations: what auto resolved to, the fastest
-    entry and auto / fastest."""
-    if df.empty or "implementation" not in df:
+    """Per group and kernel timing ``auto`` beside other implementations: what auto resolved to,
+    the fastest implementation and auto / fastest."""
+    if df.empty or not {"implementation", "kernel"} <= set(df.columns):
         return pd.DataFrame()
     rows = []
-    for group, g in df.groupby("group", sort=True):
+    for (group, kernel), g in df.groupby(["group", "kernel"], sort=True):
         auto = g[g["implementation"] == "auto"]
         if auto.empty or g["implementation"].nunique() < 2:
             continue
@@ -182,9 +193,10 @@ def auto_choice(df: pd.DataFrame) -> pd.DataFrame:
         resolved = auto["resolved_implementation"].iloc[0] if "resolved_implementation" in g else None
         rows.append({
             "group": group,
+            "kernel": kernel,
             "auto_resolves_to": resolved,
             "auto_ms": float(auto["median"].iloc[0]) * 1e3,
-            "fastest": best["implementation"],
+            "fastest": f"auto ({resolved})" if best["implementation"] == "auto" and resolved else best["implementation"],
             "fastest_ms": float(best["median"]) * 1e3,
             "auto_vs_fastest": float(auto["median"].iloc[0] / best["median"]),
         })
@@ -199,7 +211,7 @@ def compare(
 ) -> tuple[pd.DataFrame, list[str]]:
     """Compare two runs benchmark by benchmark on calibration-normalized medians.
 
-    Each median is divided by the calibration matmul's median of its own run, so a machine
+    Each median is divided by the :func:`calibration_time` of its own run, so a machine
     that is uniformly k times slower gives ratios near 1. When either run lacks the calibration
     benchmark, raw medians are compared instead (``normalized`` is False in the result).
 
@@ -207,14 +219,15 @@ def compare(
         A frame with one row per benchmark in either run (``name``, ``group``,
         ``baseline_ms``, ``candidate_ms``, ``raw_ratio``, ``ratio`` = normalized
         candidate / baseline, ``status`` in ``ok``, ``faster``, ``regression``,
-        ``missing in candidate``, ``new in candidate``) and a list of failure messages,
+        ``missing in candidate``, ``new in candidate``, ``calibration``; ``note`` says when ``auto`` ran another
+        implementation than in the baseline) and a list of failure messages,
         one per regression (normalized ratio > 1 + threshold). Missing or new benchmarks
         are reported in the frame, never failures.
     """
     if not threshold >= 0:
         raise ValueError(f"threshold must be >= 0, got {threshold!r}")
     base, cand = load(baseline_json), load(candidate_json)
-    base_cal, cand_cal = calibration_median(base), calibration_median(cand)
+    base_cal, cand_cal = calibration_time(base), calibration_time(cand)
     normalized = not (math.isnan(base_cal) or math.isnan(cand_cal))
     scale_base = base_cal if normalized else 1.0
     scale_cand = cand_cal if normalized else 1.0
@@ -226,18 +239,26 @@ def compare(
     for key in [*b.index, *(k for k in c.index if k not in b.index)]:
         in_b, in_c = key in b.index, key in c.index
         src = b.loc[key] if in_b else c.loc[key]
-        row: dict[str, Any] = {"name": src["name"], "group": src["group"]}
+        row: dict[str, Any] = {"name": src["name"], "group": src["group"], "note": ""}
+        if in_b and in_c and "resolved_implementation" in b.columns and "resolved_implementation" in c.columns:
+            was, now = b.loc[key, "resolved_implementation"], c.loc[key, "resolved_implementation"]
+            if isinstance(was, str) and isinstance(now, str) and was != now:
+                row["note"] = f"auto ran {now} (baseline: {was})"
         row["baseline_ms"] = float(b.loc[key, "median"]) * 1e3 if in_b else math.nan
         row["candidate_ms"] = float(c.loc[key, "median"]) * 1e3 if in_c else math.nan
         if in_b and in_c:
             row["raw_ratio"] = row["candidate_ms"] / row["baseline_ms"]
             row["ratio"] = row["raw_ratio"] * scale_base / scale_cand
-            if row["ratio"] > 1 + threshold:
+            if src["group"] == CALIBRATION_GROUP:
+                row["status"] = "calibration"  # the unit itself: reported, never a regression
+            elif row["ratio"] > 1 + threshold:
                 row["status"] = "regression"
                 failures.append(
                     f"{src['name']} [{src['group']}]: {row['ratio']:.2f}x the baseline "
                     f"({row['baseline_ms']:.3f} ms -> {row['candidate_ms']:.3f} ms"
-                    + (", calibration-normalized)" if normalized else ")")
+                    + (", calibration-normalized" if normalized else "")
+                    + (f"; {row['note']}" if row["note"] else "")
+                    + ")"
                 )
             elif row["ratio"] < 1 / (1 + threshold):
                 row["status"] = "faster"
@@ -248,7 +269,7 @@ def compare(
             row["status"] = "missing in candidate" if in_b else "new in candidate"
         rows.append(row)
     out = pd.DataFrame(
-        rows, columns=["name", "group", "baseline_ms", "candidate_ms", "raw_ratio", "ratio", "status"]
+        rows, columns=["name", "group", "baseline_ms", "candidate_ms", "raw_ratio", "ratio", "status", "note"]
     )
     out.attrs.update(normalized=normalized, machine_ratio=cand_cal / base_cal if normalized else math.nan)
     return out, failures
@@ -298,24 +319,27 @@ def summarize(json_path: str | Path) -> str:
     machine = machine_summary(json_path)
     lines = [f"# Benchmark summary: `{Path(json_path).name}`", ""]
     lines += [f"- {k}: {v}" for k, v in machine.items()]
-    cal = calibration_median(df)
-    lines += [f"- calibration (512x512 float32 matmul) median: {_fmt(cal * 1e3, '.4g')} ms", ""]
+    cal = calibration_time(df)
+    lines += [f"- calibration (512x512 float32 matmul), fastest round: {_fmt(cal * 1e3, '.4g')} ms", ""]
     lines += [
         "Medians in ms; `x fastest` is the median over the group's fastest; `x calib` is the median "
-        "over the calibration matmul's (compare these across machines); `x eNTK` is the time "
+        "over the calibration matmul's fastest round (compare these across machines); `x eNTK` is the time "
         "relative to the eNTK of the same network and implementation.",
         "",
     ]
     sp = speedups(df)
     if not sp.empty:
-        lines += ["## pNTK vs eNTK", "", "Speedup = eNTK time / pNTK time (higher is better).", ""]
+        lines += ["## pNTK vs eNTK", "",
+                  "Speedup = eNTK time / pNTK time with the same implementation (higher is better); "
+                  "`best` = fastest eNTK / fastest pNTK.", ""]
         impl_cols = {c: c.replace("speedup_", "") for c in sp.columns if c.startswith("speedup_")}
-        cols = {"bench": "bench", "model": "network", "O": "O", "N": "N", **impl_cols}
-        lines += [markdown_table(sp, cols, {c: ".3g" for c in impl_cols}), ""]
+        cols = {"bench": "bench", "model": "network", "O": "O", "N": "N", "entk_best_ms": "eNTK best (ms)",
+                "pntk_best_ms": "pNTK best (ms)", **impl_cols}
+        lines += [markdown_table(sp, cols), ""]
     auto = auto_choice(df)
     if not auto.empty:
         lines += ["## auto vs the fastest implementation", ""]
-        cols = {"group": "group", "auto_resolves_to": "auto ->", "auto_ms": "auto (ms)",
+        cols = {"group": "group", "kernel": "kernel", "auto_resolves_to": "auto ->", "auto_ms": "auto (ms)",
                 "fastest": "fastest", "fastest_ms": "fastest (ms)", "auto_vs_fastest": "auto / fastest"}
         lines += [markdown_table(auto, cols), ""]
         lines += [f"auto within 10% of the fastest in {int((auto['auto_vs_fastest'] <= 1.1).sum())} "
@@ -348,7 +372,8 @@ def compare_markdown(table: pd.DataFrame, failures: list[str], threshold: float)
         head += ["## Regressions", "", *(f"- {f}" for f in failures), ""]
     table = table.assign(case=table["name"].map(_short))
     cols = {"case": "benchmark", "group": "group", "baseline_ms": "baseline (ms)",
-            "candidate_ms": "candidate (ms)", "raw_ratio": "raw", "ratio": "normalized", "status": "status"}
+            "candidate_ms": "candidate (ms)", "raw_ratio": "raw", "ratio": "normalized", "status": "status",
+            "note": "note"}
     return "\n".join([*head, "## All benchmarks", "", markdown_table(table, cols)])
 
 
@@ -365,6 +390,9 @@ def pytest_benchmark_update_machine_info(config: Any, machine_info: dict[str, An
     machine_info["backend"] = jax.default_backend()
     machine_info["device"] = jax.devices()[0].device_kind
     machine_info["device_count"] = jax.device_count()
+    if hasattr(os, "getloadavg"):
+        # Other work on the machine skews timings: keep the 1/5/15-minute load at the start.
+        machine_info["load_average"] = [round(x, 2) for x in os.getloadavg()]
 
 
 # --------------------------------------------------------------------------- CLI

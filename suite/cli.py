@@ -70,7 +70,6 @@ def _list() -> None:
 
 def _run(names: Sequence[str], args: argparse.Namespace) -> None:
     from suite import runner
-
     from suite.experiments import get_experiment, load_grid_file
 
     start = time.perf_counter()

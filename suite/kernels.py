@@ -275,7 +275,7 @@ def _nt_kernel(apply_fn: ApplyFn, impl: int, mode: str) -> Callable[..., jax.Arr
 
 
 @lru_cache(maxsize=256)
-def compiled(apply_fn: ApplyFn, implementation: str, mode: str) -> Callable[..., jax.Array]:
+def compiled(apply_fn: ApplyFn, implementation: str, mode: str) -> Any:
     """Jitted kernel function, cached so repeated calls with the same apply_fn do not recompile.
 
     ``mode``: ``full`` (x1, x2, params) -> (N1, N2, O, O); ``trace`` -> (N1, N2);
@@ -547,7 +547,7 @@ def get_kernel(name: str) -> KernelSpec:
     return KERNELS[name]
 
 
-def as_matrix(full: jax.Array) -> jax.Array:
+def as_matrix(full: Any) -> Any:
     """(N1, N2, O, O) eNTK as the (N1*O, N2*O) matrix (example-major, logit-minor)."""
     n1, n2, o, _ = full.shape
     return full.transpose(0, 2, 1, 3).reshape(n1 * o, n2 * o)

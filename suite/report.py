@@ -5,6 +5,7 @@ Reads only ``<out>/data/*.csv`` written by :mod:`suite.runner`; never computes a
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -213,7 +214,7 @@ def _markdown(results, summary: pd.DataFrame, shown, out: Path) -> str:
             f"{arch}: depths {sorted(g['depth'].unique().tolist())}, widths {sorted(g['width'].unique().tolist())}"
             for arch, g in rows.groupby("arch")
         )
-        fields = [f for f in EXPERIMENTS[name].config_type.__dataclass_fields__
+        fields = [f for f in [f.name for f in dataclasses.fields(EXPERIMENTS[name].config_type)]
                   if f not in ("arch", "depth", "width", "seed") and f in rows.columns]
         settings = "; ".join(
             f"{f} = {', '.join(map(str, sorted(rows[f].dropna().unique().tolist(), key=str)))}" for f in fields

@@ -188,7 +188,7 @@ def test_repeated_calls_do_not_retrace():
 
 
 def _mlp():
-    model, params, x1, x2 = small_problem("mlp")
+    model, params, x1, _ = small_problem("mlp")
     return model.apply, params, x1
 
 
@@ -249,7 +249,7 @@ def test_memory_estimate_of_the_paper_example():
     """CIFAR-10 at full size: a (5e5 x 5e5) float64 eNTK is about 2 TB (theory.md §1)."""
     problem = kernels.Problem(50_000, 50_000, 10, 1, np.dtype("float64"))
     assert kernels.estimate_bytes("entk", problem, "structured_derivatives") == 50_000**2 * 100 * 8
-    with pytest.raises(MemoryBudgetError, match="2.0 TB"):
+    with pytest.raises(MemoryBudgetError, match=r"2\.0 TB"):
         kernels.check_memory("entk", problem, "structured_derivatives", budget=10**12)
 
 
@@ -290,7 +290,7 @@ def test_own_path_works_without_neural_tangents(monkeypatch):
     monkeypatch.setattr(_nt, "IMPORT_ERROR", "ImportError: simulated")
     assert kernels.resolve_implementation("auto", "entk") == "jax"
     assert rel_err(kernels.entk(_tiny_apply, params, x), want) < 1e-12
-    with pytest.raises(ImportError, match="neural-tangents could not be imported.*implementation='jax'"):
+    with pytest.raises(ImportError, match=r"neural-tangents could not be imported.*implementation='jax'"):
         kernels.entk(_tiny_apply, params, x, implementation="structured_derivatives")
 
 

@@ -8,6 +8,7 @@ figures iterate over :data:`EXPERIMENTS`; adding an experiment touches this file
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
@@ -64,7 +65,7 @@ class Experiment:
     def series_columns(self) -> list[str]:
         """Columns identifying one fitted series (error vs width over seeds): every config
         field except width and seed, plus the grid, kernel and metric."""
-        fields = [f for f in self.config_type.__dataclass_fields__ if f not in ("width", "seed")]
+        fields = [f for f in [f.name for f in dataclasses.fields(self.config_type)] if f not in ("width", "seed")]
         return ["grid", *fields, *self.extra_series, "kernel", "metric"]
 
     def custom_grid(self, spec: Mapping[str, Any]) -> list[Any]:
@@ -84,7 +85,7 @@ class Experiment:
             raise SuiteError(
                 f"grid table: missing {missing}, unknown {unknown}; it needs exactly {', '.join(GRID_FILE_KEYS)}"
             )
-        fields = set(self.config_type.__dataclass_fields__)
+        fields = set([f.name for f in dataclasses.fields(self.config_type)])
         bad = sorted(set(settings) - (fields - {"arch", "depth", "width", "seed"}))
         if bad:
             valid = ", ".join(sorted(fields - {"arch", "depth", "width", "seed"}))

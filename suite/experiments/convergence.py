@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from functools import lru_cache
+from typing import Any
 
 import jax
 import numpy as np
@@ -102,7 +103,7 @@ def run(config: Config) -> pd.DataFrame:
     full = np.asarray(kernels.entk(model.apply, params, x), np.float64)
 
     rows: list[tuple[str, str, float]] = [("entk", "max_offdiag", common.max_offdiagonal(full))]
-    approx_kwargs = {"logit_ntk": {"index": 0}, "projected_ntk": {"key": jax.random.PRNGKey(config.seed)}}
+    approx_kwargs: dict[str, dict[str, Any]] = {"logit_ntk": {"index": 0}, "projected_ntk": {"key": jax.random.PRNGKey(config.seed)}}
     approximations = {}
     for name in kernels.APPROXIMATIONS:
         k = np.asarray(kernels.KERNELS[name].from_entk(full, **approx_kwargs.get(name, {})), np.float64)

@@ -128,7 +128,7 @@ class Config:
         return tuple(sorted(points))
 
     def model_config(self) -> models.ModelConfig:
-        extra = {} if self.arch == "mlp" else {"readout": self.readout}
+        extra: dict[str, Any] = {} if self.arch == "mlp" else {"readout": self.readout}
         return models.ModelConfig(
             self.arch, width=self.width, depth=self.depth, n_outputs=self.n_outputs,
             parameterization=self.parameterization, **extra,

@@ -129,7 +129,7 @@ def render(data: pd.DataFrame, summary: pd.DataFrame | None = None) -> Figure:
         return fig
 
 
-def _accuracy_panel(sfig, ax, rows: pd.DataFrame, widths, first: bool, ridge: float, chance: float) -> None:
+def _accuracy_panel(sfig, ax, rows: pd.DataFrame, widths, first: bool, ridge: float | None, chance: float) -> None:
     """Mean test accuracy over seeds (min-max band) of each predictor, linear y in [0, 1]."""
     handles = []
     for kernel in ACC_KERNELS:
@@ -149,7 +149,7 @@ def _accuracy_panel(sfig, ax, rows: pd.DataFrame, widths, first: bool, ridge: fl
         )
     c.finish_panel(sfig, ax, widths if len(rows) == 0 else rows["width"].unique(), handles,
                    ylabel=ACC_LABEL if first else None,
-                   title=f"test accuracy, {ridge_label(ridge)}")
+                   title="test accuracy" if ridge is None else f"test accuracy, {ridge_label(ridge)}")
     ax.set_ylim(0.0, 1.02)
     ax.yaxis.set_major_locator(MultipleLocator(0.2))
     ax.axhline(chance, color=style.REFERENCE_COLOR, linestyle=":", linewidth=1.0, zorder=1)

@@ -1,0 +1,134 @@
+"""Tasks for the pNTK suite: ``nox -l`` lists them, ``nox -s NAME`` runs one.
+
+    nox -s tests                 # fast test suite (the README and CI command)
+    nox -s verify                # theorem experiments -> reports/ (nox -s verify -- --grid full)
+    nox -s lint                  # ruff + mypy
+    nox -s bench                 # time the kernels -> reports/bench/<machine>-<stamp>.json and .md
+    nox -s bench_compare         # newest run vs reports/bench/baseline-cpu.json; fails on a >25% regression
+    nox -s figures               # re-render figures from reports/data
+    nox -s reproduce             # every experiment's full grid, then the report and figures
+
+Arguments after ``--`` go to the session's command (pytest, ``python -m suite verify``,
+``python -m suite.bench compare``).
+
+Environments: nox cannot share one virtualenv between sessions, so each session has its own
+under ``.nox/``; they are reused on later runs (``reuse_existing_virtualenvs``), and pip's cache
+makes the second environment quick to build. ``nox -R`` reuses an environment and also skips
+the install step. Each environment gets the package (editable) plus the dependency groups it
+needs from ``pyproject.toml``, then neural-tangents with ``--no-deps`` (its declared TensorFlow
+requirement is only used by ``nt.experimental``, which ``suite/_nt.py`` stubs out).
+
+GPU runners: set ``SUITE_JAX_EXTRA=cuda12`` and the install step adds ``jax[cuda12]`` at the
+version ``pyproject.toml`` pins instead of relying on the cpu extra alone; also set
+``JAX_PLATFORMS=cuda``, since ``tests/conftest.py`` defaults JAX to the CPU. ``nox -s bench``
+then names its JSON after the accelerator (``cuda12-...``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import platform
+import re
+from pathlib import Path
+
+import nox
+
+nox.needs_version = ">=2024.3.2"
+nox.options.default_venv_backend = "venv"
+nox.options.reuse_existing_virtualenvs = True
+nox.options.error_on_external_run = True
+
+ROOT = Path(__file__).resolve().parent
+PYPROJECT = nox.project.load_toml("pyproject.toml")
+#: Installed after everything else, without its dependencies (see the module docstring).
+NEURAL_TANGENTS = "neural-tangents==0.6.5"
+BENCH_DIR = Path("reports/bench")
+BASELINE = BENCH_DIR / "baseline-cpu.json"
+BENCH_TESTS = "tests/test_bench_kernels.py"
+
+
+def _jax_requirement(extra: str) -> str:
+    """``jax[<extra>]`` at the version pyproject.toml pins for ``jax[cpu]``."""
+    for dep in PYPROJECT["project"]["dependencies"]:
+        m = re.fullmatch(r"jax\[[^\]]*\]\s*(==.+)", dep.replace(" ", ""))
+        if m:
+            return f"jax[{extra}]{m.group(1)}"
+    raise RuntimeError("pyproject.toml does not pin jax[cpu]; cannot derive the GPU requirement")
+
+
+def install(session: nox.Session, *groups: str, extra: tuple[str, ...] = ()) -> None:
+    """Install the package (editable) with ``groups`` from [dependency-groups] and ``extra``
+    packages, then neural-tangents without dependencies."""
+    reqs = [*nox.project.dependency_groups(PYPROJECT, *groups), *extra]
+    accelerator = os.environ.get("SUITE_JAX_EXTRA")
+    if accelerator and accelerator != "cpu":
+        reqs.append(_jax_requirement(accelerator))
+    session.install("-e", ".", *reqs)
+    session.install("--no-deps", NEURAL_TANGENTS)
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Fast test suite (slow cases deselected, benchmarks run once as checks) on 2 workers."""
+    install(session, "test", extra=("pytest-xdist",))
+    session.run("pytest", "-m", "not slow", "-n", "2", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """Ruff on the code and tests, mypy on the package (configured in pyproject.toml)."""
+    install(session, "lint")
+    session.run("ruff", "check", "suite", "tests", "noxfile.py")
+    session.run("mypy", *session.posargs)
+
+
+@nox.session
+def verify(session: nox.Session) -> None:
+    """Run every theorem experiment and write reports/ (``-- --grid full`` for the full grid)."""
+    install(session)
+    session.run("python", "-m", "suite", "verify", *session.posargs)
+
+
+def _machine_name() -> str:
+    name = os.environ.get("SUITE_BENCH_MACHINE") or "-".join(
+        [os.environ.get("SUITE_JAX_EXTRA") or "cpu", platform.machine(), f"{os.cpu_count()}cpu"]
+    )
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+
+
+@nox.session(default=False)
+def bench(session: nox.Session) -> None:
+    """Time all kernel benchmarks (slow ones included) into reports/bench/<machine>-<stamp>.json + .md."""
+    install(session, "test")
+    BENCH_DIR.mkdir(parents=True, exist_ok=True)
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    out = BENCH_DIR / f"{_machine_name()}-{stamp}.json"
+    session.run(
+        "pytest", BENCH_TESTS, "-m", "", "-p", "suite.bench",
+        "--benchmark-enable", "--benchmark-only", f"--benchmark-json={out}",
+        "--benchmark-columns=median,iqr,rounds", *session.posargs,
+    )
+    session.run("python", "-m", "suite.bench", "summarize", str(out), "--out", str(BENCH_DIR))
+
+
+@nox.session(default=False)
+def bench_compare(session: nox.Session) -> None:
+    """Compare the newest reports/bench run with baseline-cpu.json; fail on a >25% normalized slowdown."""
+    install(session)
+    args = session.posargs or [str(BASELINE), "--threshold", "0.25"]
+    session.run("python", "-m", "suite.bench", "compare", *args)
+
+
+@nox.session(default=False)
+def figures(session: nox.Session) -> None:
+    """Re-render every figure from the saved data in reports/data (no kernels computed)."""
+    install(session)
+    session.run("python", "-m", "suite", "figures", *session.posargs)
+
+
+@nox.session(default=False)
+def reproduce(session: nox.Session) -> None:
+    """Run every experiment's full grid (hours on CPU), then rebuild the report and figures."""
+    install(session)
+    session.run("python", "-m", "suite", "run", "all", "--grid", "full", *session.posargs)
