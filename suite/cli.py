@@ -40,6 +40,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--grid-file", type=Path, help="custom grid (TOML or JSON; see suite.experiments.load_grid_file)")
     verify = sub.add_parser("verify", help="run every theorem experiment, then write summary.json, figures, REPORT.md")
     common(verify)
+    pub = sub.add_parser("publish", help="mark saved results as the committed snapshot: later runs recompute, not resume")
+    pub.add_argument("--out", type=Path, default=paths.REPORTS, help="reports directory (default: reports/)")
     for name, text in (("report", "rebuild summary.json, figures and REPORT.md from saved data"),
                        ("figures", "re-render the figures from saved data (same as report)")):
         sp = sub.add_parser(name, help=text)
@@ -118,6 +120,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             from suite.experiments import EXPERIMENTS
 
             _run([n for n, e in EXPERIMENTS.items() if e.verify], args)
+        elif args.command == "publish":
+            from suite import runner
+
+            for path in runner.publish(args.out):
+                print(f"published {path}")
         else:
             _report(args.out, args.grid)
     except SuiteError as exc:

@@ -107,8 +107,13 @@ def run_experiment(
     directory = data_dir(out)
     store = ResultStore(directory, exp.name, version=exp.version)
     stored_env = store.metadata.get("environment")
-    if store.done_keys() and (fresh or (stored_env and fingerprint(stored_env) != fingerprint(env))):
-        reason = "--fresh" if fresh else "they were computed in another environment"
+    published = bool(store.metadata.get("published"))
+    if store.done_keys() and (fresh or published or (stored_env and fingerprint(stored_env) != fingerprint(env))):
+        reason = (
+            "--fresh" if fresh
+            else "they are the committed snapshot (git keeps it too); recomputing on this machine" if published
+            else "they were computed in another environment"
+        )
         where = archive(store)
         print(f"{exp.name}: moved earlier results to {where} ({reason})", file=sys.stderr)
         store = ResultStore(directory, exp.name, version=exp.version)
@@ -168,6 +173,21 @@ def _compute(name: str, todo: list[tuple[str, Any]], jobs: int) -> Iterator[tupl
         futures = [(key, config, pool.submit(_timed_case, name, config)) for key, config in todo]
         for key, config, future in futures:
             yield key, config, *future.result()
+
+
+def publish(out: str | Path | None = None) -> list[Path]:
+    """Mark every stored result under ``out`` as a published snapshot (the committed report):
+    a later run recomputes instead of resuming from it, so a fresh clone verifies on its own
+    machine. Returns the sidecars marked."""
+    from suite.experiments import EXPERIMENTS
+
+    marked = []
+    for name, exp in EXPERIMENTS.items():
+        store = ResultStore(data_dir(out), name, version=exp.version)
+        if store.done_keys():
+            store.write_metadata({"published": True})
+            marked.append(store.meta_path)
+    return marked
 
 
 def _now() -> str:

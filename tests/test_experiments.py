@@ -141,6 +141,17 @@ def test_results_from_another_environment_are_archived_not_mixed(tiny, tmp_path,
     assert archived == [".csv", ".json"]
 
 
+def test_published_snapshot_is_recomputed_not_resumed(tiny, tmp_path):
+    runner.run_experiment("convergence", out=tmp_path, progress=False, max_cases=2)
+    assert runner.publish(tmp_path) == [tmp_path / "data" / "convergence.json"]
+    runner.run_experiment("convergence", out=tmp_path, progress=False)
+    assert len(tiny) == 2 + 6  # all recomputed
+    assert (tmp_path / "data" / "archive").is_dir()
+    # the new results are not published: an interrupted rerun resumes from them
+    runner.run_experiment("convergence", out=tmp_path, progress=False)
+    assert len(tiny) == 8
+
+
 def test_fresh_recomputes(tiny, tmp_path):
     runner.run_experiment("convergence", out=tmp_path, progress=False, max_cases=1)
     runner.run_experiment("convergence", out=tmp_path, progress=False, max_cases=1, fresh=True)
