@@ -42,9 +42,9 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from suite import kernels, models
-from suite.errors import SuiteError, require_positive_int
-from suite.experiments import Experiment, common
+from suite import kernels
+from suite.errors import SuiteError
+from suite.experiments import Experiment, common, convergence
 
 VERSION = "1"
 
@@ -67,26 +67,13 @@ REPORT_ONLY = ("seconds", "jacobians_per_input")
 
 
 @dataclass(frozen=True)
-class Config:
-    """One case: a network at one width and init seed, on a fixed input batch."""
+class Config(convergence.Config):
+    """A convergence case plus the implementation whose cost is measured."""
 
-    arch: str
-    depth: int
-    width: int
-    seed: int
-    n_outputs: int = 10
-    dataset: str = "digits"
-    n_inputs: int = 32
-    data_seed: int = 0
-    parameterization: str = "ntk"
-    dtype: str = "float32"
     implementation: str = "auto"
 
     def __post_init__(self) -> None:
-        for name in ("depth", "width", "n_outputs", "n_inputs"):
-            require_positive_int(name, getattr(self, name))
-        if self.dtype not in common.DTYPES:
-            raise SuiteError(f"dtype must be one of {sorted(common.DTYPES)}, got {self.dtype!r}")
+        super().__post_init__()
         if self.implementation not in kernels.IMPLEMENTATION_CHOICES:
             raise SuiteError(
                 f"implementation must be one of {list(kernels.IMPLEMENTATION_CHOICES)}, got {self.implementation!r}"
@@ -96,12 +83,6 @@ class Config:
     def id(self) -> str:
         """Readable case id, e.g. ``mlp-d03-w0512-o10-s2``."""
         return f"{self.arch}-d{self.depth:02d}-w{self.width:04d}-o{self.n_outputs}-s{self.seed}"
-
-    def model_config(self) -> models.ModelConfig:
-        return models.ModelConfig(
-            self.arch, width=self.width, depth=self.depth, n_outputs=self.n_outputs,
-            parameterization=self.parameterization,
-        )
 
 
 def _grid(widths, outputs, seeds: int, **common_fields) -> list[Config]:

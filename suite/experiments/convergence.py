@@ -72,7 +72,8 @@ class Config:
         )
 
 
-def _grid(widths, depths, seeds: int, **common_fields) -> list[Config]:
+def make_grid(widths, depths, seeds: int, **common_fields) -> list[Config]:
+    """Every (arch, depth, width, seed) of per-arch ``widths`` and ``depths`` tables."""
     return [
         Config(arch, depth, width, seed, **common_fields)
         for arch in widths
@@ -83,8 +84,8 @@ def _grid(widths, depths, seeds: int, **common_fields) -> list[Config]:
 
 
 GRIDS = {
-    "quick": lambda: _grid(QUICK_WIDTHS, QUICK_DEPTHS, 5, dataset="digits", n_inputs=32),
-    "full": lambda: _grid(FULL_WIDTHS, FULL_DEPTHS, 5, dataset="mnist5k", n_inputs=64),
+    "quick": lambda: make_grid(QUICK_WIDTHS, QUICK_DEPTHS, 5, dataset="digits", n_inputs=32),
+    "full": lambda: make_grid(FULL_WIDTHS, FULL_DEPTHS, 5, dataset="mnist5k", n_inputs=64),
 }
 
 

@@ -44,15 +44,15 @@ fig_spectrum marks cases with inv_condition below 10 eps(dtype) as precision-lim
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any, cast
 
 import numpy as np
 import pandas as pd
 
-from suite import kernels, models
-from suite.errors import SuiteError, require_positive_int
+from suite import kernels
 from suite.experiments import Experiment, common
+from suite.experiments.convergence import FULL_DEPTHS, QUICK_DEPTHS, Config, make_grid
 
 VERSION = "1"
 
@@ -66,59 +66,14 @@ ZERO_TOL = 1e-12
 #: lambda_max errors are noisier than the Frobenius error (3 seeds left a series non-monotone).
 QUICK_WIDTHS = {"mlp": (64, 128, 256, 512, 1024), "cnn": (16, 32, 64, 128), "resnet": (16, 32, 64, 128)}
 FULL_WIDTHS = {"mlp": (64, 128, 256, 512, 1024, 2048, 4096), "cnn": (16, 32, 64, 128, 256, 512), "resnet": (16, 32, 64, 128, 256, 512)}
-QUICK_DEPTHS = {"mlp": (1, 3), "cnn": (1, 2), "resnet": (1, 2)}
-FULL_DEPTHS = {"mlp": (1, 2, 4), "cnn": (1, 2, 4), "resnet": (1, 2, 4)}
 
 #: Metrics the theory makes no rate claim about (T3') or that are ratios to a bound.
 REPORT_ONLY = ("lambda_min_rel_err", "cond_rel_err", "weyl_ratio", "hw_ratio", "inv_condition")
 
 
-@dataclass(frozen=True)
-class Config:
-    """One case: a network at one width and init seed, on a fixed input batch."""
-
-    arch: str
-    depth: int
-    width: int
-    seed: int
-    n_outputs: int = 10
-    dataset: str = "digits"
-    n_inputs: int = 32
-    data_seed: int = 0
-    parameterization: str = "ntk"
-    dtype: str = "float32"
-
-    def __post_init__(self) -> None:
-        for name in ("depth", "width", "n_outputs", "n_inputs"):
-            require_positive_int(name, getattr(self, name))
-        if self.dtype not in common.DTYPES:
-            raise SuiteError(f"dtype must be one of {sorted(common.DTYPES)}, got {self.dtype!r}")
-
-    @property
-    def id(self) -> str:
-        """Readable case id, e.g. ``mlp-d03-w0512-s2``."""
-        return f"{self.arch}-d{self.depth:02d}-w{self.width:04d}-s{self.seed}"
-
-    def model_config(self) -> models.ModelConfig:
-        return models.ModelConfig(
-            self.arch, width=self.width, depth=self.depth, n_outputs=self.n_outputs,
-            parameterization=self.parameterization,
-        )
-
-
-def _grid(widths, depths, seeds: int, **common_fields) -> list[Config]:
-    return [
-        Config(arch, depth, width, seed, **common_fields)
-        for arch in widths
-        for depth in depths[arch]
-        for width in widths[arch]
-        for seed in range(seeds)
-    ]
-
-
 GRIDS = {
-    "quick": lambda: _grid(QUICK_WIDTHS, QUICK_DEPTHS, 5, dataset="digits", n_inputs=32),
-    "full": lambda: _grid(FULL_WIDTHS, FULL_DEPTHS, 5, dataset="mnist5k", n_inputs=64),
+    "quick": lambda: make_grid(QUICK_WIDTHS, QUICK_DEPTHS, 5, dataset="digits", n_inputs=32),
+    "full": lambda: make_grid(FULL_WIDTHS, FULL_DEPTHS, 5, dataset="mnist5k", n_inputs=64),
 }
 
 
