@@ -14,7 +14,9 @@ Every scalar kernel except the trace is the NTK of a scalar function v^T f, so o
 path serves them all. Implementations: neural-tangents' three (``jacobian_contraction``,
 ``ntk_vector_products``, ``structured_derivatives``) and the suite's own ``jax`` path, which
 uses only the public jax API (vmap / jacrev / grad) and so works on jax releases where
-neural-tangents does not import. ``auto`` picks one per call (see :func:`resolve_implementation`).
+neural-tangents does not import. ``auto`` times the candidates once per network and input
+shapes and keeps the fastest (see :func:`choose_implementation`); experiments use
+:func:`reproducible_implementation` instead, so their numbers do not depend on timing.
 
 All implementations assume examples do not interact inside ``apply_fn`` (no batch norm in
 training mode), as neural-tangents' ``vmap_axes=0`` does.
@@ -290,64 +292,92 @@ def compiled(apply_fn: ApplyFn, implementation: str, mode: str) -> Any:
     return jax.jit(fn)
 
 
-#: Implementations ``auto`` times against each other for scalar kernels (one gradient per
-#: input): structured derivatives wins on MLPs, the plain per-example-gradient Gram on conv
-#: nets (reports/bench). Jacobian contraction and NTK-vector products are not tried: on the
-#: benchmarked networks they were never clearly ahead of both and can need far more memory.
-AUTO_SCALAR_CANDIDATES = ("structured_derivatives", "jax")
+#: Implementations ``auto`` times against each other, per compiled mode, preferred first.
+#: No fixed choice is fastest (reports/bench/SUMMARY.md): structured derivatives wins by 10-40x
+#: on MLPs, while on conv nets the plain per-example Jacobians / gradients of the ``jax`` path
+#: are 10-45% faster except for the CNN eNTK at O = 100. Jacobian contraction times within
+#: noise of ``jax`` (both are vmap(jacrev) plus a contraction) and NTK-vector products was
+#: never ahead, so neither is tried.
+AUTO_CANDIDATES: dict[str, tuple[str, ...]] = {
+    "full": ("structured_derivatives", "jax"),
+    "trace": ("structured_derivatives", "jax"),
+    "scalar": ("structured_derivatives", "jax"),
+}
+#: ``auto`` keeps the preferred candidate unless another is at least this much faster, so that
+#: near-ties do not flip the choice from one run to the next on a noisy machine.
+AUTO_MARGIN = 0.05
+#: Timed calls per candidate (the best counts), after the untimed first call.
+AUTO_RUNS = 3
 _AUTO_CHOICE: dict[tuple[Any, ...], str] = {}
 
 
-def resolve_implementation(implementation: str, kernel: str, problem: Problem | None = None) -> str:
-    """Check an implementation name; map ``auto`` for block kernels (eNTK, trace).
-
-    ``auto`` for the eNTK and the trace (O gradients per input) is neural-tangents' structured derivatives (fastest or
-    within noise of it for every benchmarked MLP, CNN and ResNet eNTK, and the least memory),
-    or the suite's own ``jax`` path where neural-tangents does not import. For scalar kernels
-    it returns ``"auto"``: :func:`choose_scalar_implementation` then times the candidates once
-    per network and input shape.
-    """
+def resolve_implementation(implementation: str, kernel: str) -> str:
+    """Check an implementation name and map ``auto`` to ``"jax"`` where neural-tangents does
+    not import; otherwise ``auto`` stays ``"auto"`` and :func:`choose_implementation` times the
+    candidates once per network and input shapes."""
     if implementation not in IMPLEMENTATION_CHOICES:
         raise unknown_name("implementation", implementation, IMPLEMENTATION_CHOICES)
     if implementation != "auto":
         if IMPLEMENTATIONS[implementation] is not None:
             _nt.require()
         return implementation
-    if not _nt.available():
-        return "jax"
-    return "auto" if KERNELS[kernel].mode == "scalar" else "structured_derivatives"
+    return "auto" if _nt.available() else "jax"
 
 
-def choose_scalar_implementation(kernel: str, apply_fn: ApplyFn, args: tuple[Any, ...]) -> str:
-    """The fastest of :data:`AUTO_SCALAR_CANDIDATES` for this network and these shapes, by the
-    best of three timed runs of each after compiling (a one-time cost per network and shape,
-    cached)."""
-    key = (apply_fn, _signature(args))
+def reproducible_implementation() -> str:
+    """A fixed implementation for results that must not depend on timing (the experiments):
+    structured derivatives, or ``jax`` where neural-tangents does not import. ``auto`` may pick
+    differently on another run, and implementations differ in the last float32 bits."""
+    return "structured_derivatives" if _nt.available() else "jax"
+
+
+def choose_implementation(kernel: str, apply_fn: ApplyFn, args: tuple[Any, ...], problem: Problem | None = None) -> str:
+    """The fastest of :data:`AUTO_CANDIDATES` for this kernel's mode, network and argument
+    shapes: each candidate is compiled, run once untimed, then timed :data:`AUTO_RUNS` times;
+    the best run counts. The preferred (first) candidate is kept unless another beats it by
+    :data:`AUTO_MARGIN`. A one-time cost per network and shapes (cached); candidates over the
+    memory budget (by :func:`estimate_bytes` for ``problem`` when given, and by XLA's compiled
+    estimate) are skipped."""
+    mode = KERNELS[kernel].mode
+    key = (apply_fn, mode, _signature(args))
     if key not in _AUTO_CHOICE:
         timings = {}
-        for candidate in AUTO_SCALAR_CANDIDATES:
+        budget = memory_budget()
+        for candidate in AUTO_CANDIDATES[mode]:
+            if problem is not None and estimate_bytes(kernel, problem, candidate) > budget:
+                continue
             try:
-                exe = executable(kernel, apply_fn, candidate, "scalar", args)
+                exe = executable(kernel, apply_fn, candidate, mode, args)
             except MemoryBudgetError:
                 continue
             jax.block_until_ready(exe(*args))  # first run: allocation, caches
             runs = []
-            for _ in range(3):  # best of 3: one run is at the mercy of a busy machine
+            for _ in range(AUTO_RUNS):  # best of several: one run is at the mercy of a busy machine
                 start = time.perf_counter()
                 jax.block_until_ready(exe(*args))
                 runs.append(time.perf_counter() - start)
             timings[candidate] = min(runs)
         if not timings:  # every candidate is over budget: let the caller's check say so
-            return AUTO_SCALAR_CANDIDATES[0]
-        _AUTO_CHOICE[key] = min(timings, key=timings.__getitem__)
+            return AUTO_CANDIDATES[mode][0]
+        _AUTO_CHOICE[key] = pick_with_margin(timings, AUTO_MARGIN)
     return _AUTO_CHOICE[key]
 
 
-def concrete_implementation(kernel: str, implementation: str, apply_fn: ApplyFn, args: tuple[Any, ...]) -> str:
+def pick_with_margin(timings: dict[str, float], margin: float) -> str:
+    """The first key of ``timings`` (the preferred one) unless the fastest is more than
+    ``margin`` (a fraction) faster than it."""
+    preferred = next(iter(timings))
+    fastest = min(timings, key=timings.__getitem__)
+    return fastest if timings[fastest] < (1 - margin) * timings[preferred] else preferred
+
+
+def concrete_implementation(
+    kernel: str, implementation: str, apply_fn: ApplyFn, args: tuple[Any, ...], problem: Problem | None = None
+) -> str:
     """The implementation a call with these arguments runs (``auto`` resolved, timing once if
     needed); ``args`` as passed to :func:`executable`."""
     impl = resolve_implementation(implementation, kernel)
-    return choose_scalar_implementation(kernel, apply_fn, args) if impl == "auto" else impl
+    return choose_implementation(kernel, apply_fn, args, problem) if impl == "auto" else impl
 
 
 def _signature(args: tuple[Any, ...]) -> tuple[Any, str]:
@@ -408,10 +438,11 @@ def _run(kernel: str, mode: str, apply_fn, params, x1, x2, implementation, vecto
     ``vector(O)`` gives the output direction v of scalar kernels (the NTK of v^T f).
     """
     x1, x2, problem = validate(apply_fn, params, x1, x2)
-    impl = resolve_implementation(implementation, kernel, problem)
     v = None if vector is None else jnp.asarray(vector(problem.n_outputs), problem.dtype)
     args = (x1, x2, params) if v is None else (x1, x2, params, v)
-    impl = concrete_implementation(kernel, impl, apply_fn, args)
+    # The result's size first, so that a hopeless request is refused before anything compiles.
+    check_memory(kernel, problem, "structured_derivatives")
+    impl = concrete_implementation(kernel, implementation, apply_fn, args, problem)
     check_memory(kernel, problem, impl)
     return executable(kernel, apply_fn, impl, mode, args)(*args)
 

@@ -308,3 +308,72 @@ def test_compiled_memory_estimate_guards_temporaries(monkeypatch):
         kernels.entk(model.apply, params, x, implementation="structured_derivatives")
     monkeypatch.delenv("SUITE_MEMORY_BUDGET")
     assert kernels.entk(model.apply, params, x, implementation="structured_derivatives").shape == (4, 4, 50, 50)
+
+
+# --------------------------------------------------------------------------- auto
+
+
+def test_pick_with_margin_keeps_the_preferred_on_near_ties():
+    assert kernels.pick_with_margin({"a": 1.0, "b": 0.97}, 0.05) == "a"
+    assert kernels.pick_with_margin({"a": 1.0, "b": 0.90}, 0.05) == "b"
+    assert kernels.pick_with_margin({"a": 0.5, "b": 1.0}, 0.05) == "a"
+
+
+@pytest.mark.parametrize("kernel", ["entk", "trace_ntk", "pntk"])
+def test_auto_times_each_candidate_once_and_caches_the_choice(kernel, monkeypatch):
+    """auto compiles and times every candidate of the kernel's mode on the first call only,
+    and runs one of them; the result equals that implementation's."""
+    params = _tiny_params(seed=3)
+    apply_fn = lambda p, x: _tiny_apply(p, x)  # noqa: E731 -- a fresh function: nothing cached
+    x = jax.random.normal(jax.random.PRNGKey(2), (4, 3))
+    built = []
+    real = kernels.executable
+
+    def counting(kernel_, fn, impl, mode, args):
+        built.append(impl)
+        return real(kernel_, fn, impl, mode, args)
+
+    monkeypatch.setattr(kernels, "executable", counting)
+    compute = kernels.KERNELS[kernel].compute
+    got = compute(apply_fn, params, x)
+    mode = kernels.KERNELS[kernel].mode
+    assert sorted(set(built)) == sorted(kernels.AUTO_CANDIDATES[mode])
+    args = (x, None, params) if mode != "scalar" else (x, None, params, jnp.full(4, 0.5))
+    chosen = kernels.choose_implementation(kernel, apply_fn, args)
+    assert chosen in kernels.AUTO_CANDIDATES[mode]
+    n_built = len(built)
+    again = compute(apply_fn, params, x)
+    assert len(built) == n_built + 1, "a second call must run the cached choice without timing again"
+    assert built[-1] == chosen
+    assert rel_err(again, compute(apply_fn, params, x, implementation=chosen)) < 1e-6
+    assert rel_err(got, again) < 1e-6
+
+
+def test_auto_skips_candidates_over_the_memory_budget(monkeypatch):
+    """With a budget that fits the eNTK but not the per-example Jacobians of the jax path,
+    auto never compiles that path."""
+    model, params, x, _ = small_problem("mlp", n=6)
+    problem = kernels.validate(model.apply, params, x)[2]
+    budget = (kernels.estimate_bytes("entk", problem, "structured_derivatives")
+              + kernels.estimate_bytes("entk", problem, "jax")) // 2
+    monkeypatch.setenv("SUITE_MEMORY_BUDGET", str(budget))
+    built = []
+    real = kernels.executable
+    monkeypatch.setattr(kernels, "executable", lambda *a: built.append(a[2]) or real(*a))
+    apply_fn = lambda p, z: model.apply(p, z)  # noqa: E731 -- fresh, so auto decides anew
+    kernels.entk(apply_fn, params, x)
+    assert "jax" not in built and "structured_derivatives" in built
+
+
+def test_experiments_do_not_depend_on_auto(monkeypatch):
+    """The experiments' kernels use a fixed implementation, so their numbers do not depend on
+    which candidate auto timed fastest on this run."""
+    from suite.experiments import convergence
+
+    def no_timing(*_, **__):
+        raise AssertionError("an experiment asked auto to time implementations")
+
+    monkeypatch.setattr(kernels, "choose_implementation", no_timing)
+    cfg = convergence.Config(arch="mlp", width=8, depth=1, seed=0, n_inputs=4)
+    assert not convergence.EXPERIMENT.run(cfg).empty  # a fresh network, so nothing is cached
+    assert kernels.reproducible_implementation() in kernels.IMPLEMENTATIONS

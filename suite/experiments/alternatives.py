@@ -131,15 +131,17 @@ def timed_calls(apply_fn, params, x, implementation: str, seed: int) -> dict[str
     kernel's mode and output direction v), minus its input validation, so a timing measures
     the kernel alone. ``unscaled_sum`` is the NTK of 1^T f (v = ones) divided by O.
     """
-    block_impl = kernels.resolve_implementation(implementation, "entk")
     o = int(jax.eval_shape(apply_fn, params, x[:1]).shape[1])
     dtype = jnp.asarray(x).dtype
     # the scalar kernels share one implementation: auto's choice for the pNTK's call
     scalar_args = (x, None, params, jnp.ones(o, dtype) / np.sqrt(o))
     scalar_impl = kernels.concrete_implementation("pntk", implementation, apply_fn, scalar_args)
     scalar = kernels.compiled(apply_fn, scalar_impl, "scalar")
-    full = kernels.compiled(apply_fn, block_impl, "full")
-    trace = kernels.compiled(apply_fn, block_impl, "trace")
+    # auto's choices for these calls, as KERNELS[k].compute makes them
+    full_impl = kernels.concrete_implementation("entk", implementation, apply_fn, (x, None, params))
+    trace_impl = kernels.concrete_implementation("trace_ntk", implementation, apply_fn, (x, None, params))
+    full = kernels.compiled(apply_fn, full_impl, "full")
+    trace = kernels.compiled(apply_fn, trace_impl, "trace")
     vectors = {
         "pntk": np.ones(o) / np.sqrt(o),
         "logit_ntk": np.eye(o)[kernel_kwargs(seed)["logit_ntk"]["index"]],
