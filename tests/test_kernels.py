@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import itertools
+import math
 from pathlib import Path
 
 import jax
@@ -377,3 +378,21 @@ def test_experiments_do_not_depend_on_auto(monkeypatch):
     cfg = convergence.Config(arch="mlp", width=8, depth=1, seed=0, n_inputs=4)
     assert not convergence.EXPERIMENT.run(cfg).empty  # a fresh network, so nothing is cached
     assert kernels.reproducible_implementation() in kernels.IMPLEMENTATIONS
+
+
+def test_float32_pntk_of_one_pair_is_accurate_over_many_parameters():
+    """One pair through a conv net with 300k parameters: the jax path's Gram must not sum the
+    parameter axis in one sequential float32 loop. A sequential sum of P terms errs by about
+    sqrt(P) eps (3e-5 here; measured 5e-5 before the fix); chunks of 4096 by about
+    sqrt(4096) eps = 4e-6 (measured 2e-6). The bound sits between: 3 sqrt(4096) eps ~ 1e-5."""
+    from suite import models
+
+    model = models.build("cnn", n_outputs=10, width=128, depth=3)
+    params = model.init(jax.random.PRNGKey(0), (8, 8, 3))
+    x = jax.random.normal(jax.random.PRNGKey(1), (2, 8, 8, 3), jnp.float64)
+    want = kernels.pntk(model.apply, models.cast_params(params, jnp.float64), x[:1], x[1:],
+                        implementation="structured_derivatives")
+    got = kernels.pntk(model.apply, models.cast_params(params, jnp.float32), x[:1].astype(jnp.float32),
+                       x[1:].astype(jnp.float32), implementation="jax")
+    eps = float(jnp.finfo(jnp.float32).eps)
+    assert rel_err(got, want) < 3 * math.sqrt(4096) * eps
