@@ -3,7 +3,7 @@
     nox -s tests                 # fast test suite (the README and CI command)
     nox -s verify                # theorem experiments -> reports/ (nox -s verify -- --grid full)
     nox -s lint                  # ruff + mypy
-    nox -s bench                 # time the kernels -> reports/bench/<machine>-<stamp>.json and .md
+    nox -s bench                 # time the kernels -> reports/bench/<machine>-<stamp>.json, .md, .png
     nox -s bench_compare         # newest run vs reports/bench/baseline-cpu.json; fails on a >25% regression
     nox -s figures               # re-render figures from reports/data
     nox -s reproduce             # every experiment's full grid, then the report and figures

@@ -10,7 +10,10 @@ baselines compared on any machine.
 * :func:`compare` checks a candidate run against a baseline on calibration-normalized medians
   (median / the calibration matmul's fastest round), so a uniformly slower machine does not
   count as a regression.
-* :func:`summarize` writes a markdown report.
+* :func:`scaling_table` and :func:`fig1_table` give time against N (with the pNTK's
+  "near the limit" ratio to one gradient pass plus the Gram) and time and memory against O.
+* :func:`summarize` writes a markdown report; :func:`write_figure` its figure (matplotlib
+  is imported only there).
 
 Command line::
 
@@ -27,6 +30,7 @@ The module also provides the pytest hook :func:`pytest_benchmark_update_machine_
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import os
@@ -35,6 +39,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 #: Group of the fixed matmul every run times, used to normalize for machine speed.
@@ -43,6 +48,12 @@ CALIBRATION_GROUP = "calibration"
 DEFAULT_THRESHOLD = 0.25
 #: extra_info fields that identify "the same network and implementation" across kernels.
 PAIR_KEYS = ("bench", "model", "O", "N", "implementation")
+
+#: ``bench`` of the time-against-N benchmarks (``test_scaling``), and of the paper's Figure 1.
+SCALING_BENCH = "scaling"
+FIG1_BENCH = "fig1"
+#: The "near the limit" target: pNTK time / (gradient pass + Gram) at most this.
+NEAR_LIMIT_TARGET = 1.5
 
 _STAT_COLUMNS = ("median", "iqr", "mean", "stddev", "min", "max", "rounds")
 
@@ -185,6 +196,8 @@ def auto_choice(df: pd.DataFrame) -> pd.DataFrame:
     if df.empty or not {"implementation", "kernel"} <= set(df.columns):
         return pd.DataFrame()
     rows = []
+    if "bench" in df:  # the scaling groups set the pNTK beside its parts, not implementations
+        df = df[df["bench"] != SCALING_BENCH]
     for (group, kernel), g in df.groupby(["group", "kernel"], sort=True):
         auto = g[g["implementation"] == "auto"]
         if auto.empty or g["implementation"].nunique() < 2:
@@ -201,6 +214,75 @@ def auto_choice(df: pd.DataFrame) -> pd.DataFrame:
             "auto_vs_fastest": float(auto["median"].iloc[0] / best["median"]),
         })
     return pd.DataFrame(rows)
+
+
+def _part(row: pd.Series) -> str:
+    return "pntk_blocked" if row.get("implementation") == "blocked" else str(row["kernel"])
+
+
+def scaling_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Median ms of each part of the scaling benchmarks, one row per (model, N).
+
+    Columns: ``pntk`` (auto), ``pntk_blocked``, ``gradients`` (the per-example gradient pass),
+    ``gram`` (G G^T of those gradients), ``entk`` (auto, small N only), ``gram_gflops`` (the
+    Gram's rate in this run), ``bound`` = gradients + gram, ``pntk_vs_bound`` and
+    ``blocked_vs_bound`` (the "near the limit" ratios) and ``entk_vs_pntk``.
+    """
+    if df.empty or "bench" not in df or not (df["bench"] == SCALING_BENCH).any():
+        return pd.DataFrame()
+    sc = df[df["bench"] == SCALING_BENCH].copy()
+    sc["part"] = sc.apply(_part, axis=1)
+    table = sc.pivot_table(index=["model", "N"], columns="part", values="median", aggfunc="min") * 1e3
+    table.columns.name = None
+    for part in ("pntk", "pntk_blocked", "gradients", "gram", "entk"):
+        if part not in table:
+            table[part] = math.nan
+    gram = sc[sc["part"] == "gram"]
+    if "flops" in gram:
+        rate = gram.set_index(["model", "N"])
+        table["gram_gflops"] = (rate["flops"] / rate["median"] / 1e9).reindex(table.index)
+    else:
+        table["gram_gflops"] = math.nan
+    table["bound"] = table["gradients"] + table["gram"]
+    table["pntk_vs_bound"] = table["pntk"] / table["bound"]
+    table["blocked_vs_bound"] = table["pntk_blocked"] / table["bound"]
+    table["entk_vs_pntk"] = table["entk"] / table["pntk"]
+    return table.reset_index().sort_values(["model", "N"], kind="stable", ignore_index=True)
+
+
+def growth_exponents(table: pd.DataFrame, parts: Sequence[str] = ("pntk", "gradients", "gram", "entk")) -> pd.DataFrame:
+    """Local exponent d log(time) / d log(N) between consecutive N of :func:`scaling_table`,
+    one row per (model, part, N): 1 for a per-example pass, 2 for the N x N Gram."""
+    rows = []
+    for model, g in table.groupby("model", sort=True):
+        g = g.sort_values("N")
+        for part in parts:
+            pts = list(g[["N", part]].dropna().itertuples(index=False))
+            for (n0, t0), (n1, t1) in itertools.pairwise(pts):
+                rows.append({"model": model, "part": part, "N": int(n1),
+                             "exponent": math.log(t1 / t0) / math.log(n1 / n0)})
+    return pd.DataFrame(rows, columns=["model", "part", "N", "exponent"])
+
+
+def fig1_table(df: pd.DataFrame) -> pd.DataFrame:
+    """The paper's Figure 1: per network and O, the fastest eNTK and pNTK (ms), their ratio,
+    and XLA's compiled memory of each (MB; result plus temporaries), from the ``fig1`` bench."""
+    if df.empty or "bench" not in df or not (df["bench"] == FIG1_BENCH).any():
+        return pd.DataFrame()
+    f1 = df[df["bench"] == FIG1_BENCH]
+    fast = f1.loc[f1.groupby(["model", "O", "kernel"])["median"].idxmin()]
+    out = fast.pivot_table(index=["model", "O"], columns="kernel", values="median") * 1e3
+    out.columns = [f"{c}_ms" for c in out.columns]
+    if "compiled_bytes" in f1:
+        mem = f1.pivot_table(index=["model", "O"], columns="kernel", values="compiled_bytes", aggfunc="max") / 1e6
+        mem.columns = [f"{c}_mb" for c in mem.columns]
+        out = out.join(mem)
+    for col in ("entk_ms", "pntk_ms", "entk_mb", "pntk_mb"):
+        if col not in out:
+            out[col] = math.nan
+    out["speedup"] = out["entk_ms"] / out["pntk_ms"]
+    out["memory_ratio"] = out["entk_mb"] / out["pntk_mb"]
+    return out.reset_index()
 
 
 # --------------------------------------------------------------------------- comparing
@@ -293,8 +375,8 @@ def newest_other(baseline: str | Path) -> Path:
 def _fmt(x: Any, spec: str = ".3g") -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "–"
-    if isinstance(x, float | int) and not isinstance(x, bool):
-        return format(x, spec)
+    if isinstance(x, float | int | np.integer | np.floating) and not isinstance(x, bool):
+        return format(int(x), spec) if spec == "d" else format(x, spec)
     return str(x)
 
 
@@ -313,11 +395,15 @@ def _short(name: str) -> str:
     return name[name.index("[") + 1 : -1] if "[" in name and name.endswith("]") else name
 
 
-def summarize(json_path: str | Path) -> str:
-    """Markdown report of one run: machine, one table per group, pNTK-vs-eNTK speedups, auto's choice."""
+def summarize(json_path: str | Path, figure: str | None = None) -> str:
+    """Markdown report of one run: machine, pNTK-vs-eNTK speedups, auto's choice, Figure 1,
+    time against N and the near-the-limit ratio, then one table per group. ``figure``: a
+    relative path of the run's :func:`write_figure` image to show at the top."""
     df = ratios(load(json_path))
     machine = machine_summary(json_path)
     lines = [f"# Benchmark summary: `{Path(json_path).name}`", ""]
+    if figure:
+        lines += [f"![time and memory of the pNTK and eNTK]({figure})", ""]
     lines += [f"- {k}: {v}" for k, v in machine.items()]
     cal = calibration_time(df)
     lines += [f"- calibration (512x512 float32 matmul), fastest round: {_fmt(cal * 1e3, '.4g')} ms", ""]
@@ -344,6 +430,7 @@ def summarize(json_path: str | Path) -> str:
         lines += [markdown_table(auto, cols), ""]
         lines += [f"auto within 10% of the fastest in {int((auto['auto_vs_fastest'] <= 1.1).sum())} "
                   f"of {len(auto)} groups; worst {auto['auto_vs_fastest'].max():.2f}x.", ""]
+    lines += _fig1_section(df) + _scaling_section(df)
     lines += ["## Groups", ""]
     df = df.assign(case=df["name"].map(_short), median_ms=df["median"] * 1e3, iqr_ms=df["iqr"] * 1e3)
     for group, g in df.groupby("group", sort=True):
@@ -353,6 +440,53 @@ def summarize(json_path: str | Path) -> str:
                 "vs_fastest": "x fastest", "vs_calibration": "x calib", "vs_entk": "x eNTK"}
         lines += [markdown_table(g, cols, {"rounds": "d"}), ""]
     return "\n".join(lines)
+
+
+def _fig1_section(df: pd.DataFrame) -> list[str]:
+    f1 = fig1_table(df)
+    if f1.empty:
+        return []
+    cols = {"model": "network", "O": "O", "entk_ms": "eNTK (ms)", "pntk_ms": "pNTK (ms)", "speedup": "speedup",
+            "entk_mb": "eNTK memory (MB)", "pntk_mb": "pNTK memory (MB)", "memory_ratio": "memory ratio"}
+    return [
+        "## Figure 1: one pair of inputs, time and memory against O", "",
+        "The fastest implementation of each kernel; memory is XLA's compiled estimate of one call "
+        "(result plus temporaries such as Jacobians), which grows with O for the eNTK and stays flat for "
+        "the pNTK.", "",
+        markdown_table(f1, cols, {"O": "d"}), "",
+    ]
+
+
+def _scaling_section(df: pd.DataFrame) -> list[str]:
+    table = scaling_table(df)
+    if table.empty:
+        return []
+    cols = {"model": "network", "N": "N", "pntk": "pNTK auto", "pntk_blocked": "pNTK blocked",
+            "gradients": "gradient pass", "gram": "Gram", "gram_gflops": "Gram GFLOP/s",
+            "pntk_vs_bound": "auto / bound", "blocked_vs_bound": "blocked / bound", "entk": "eNTK",
+            "entk_vs_pntk": "eNTK / pNTK"}
+    lines = [
+        "## Time against N, and the pNTK near its limit", "",
+        "Medians in ms, O = 10. The bound is one batched per-example gradient pass over the N inputs plus "
+        "the N x N Gram product of those (N, P) gradients, both timed in this run (the Gram at this "
+        f"run's BLAS rate); the target is pNTK / bound <= {NEAR_LIMIT_TARGET}.", "",
+        markdown_table(table, cols, {"N": "d"}), "",
+    ]
+    largest = table.loc[table.groupby("model")["N"].idxmax()]
+    for _, row in largest.iterrows():
+        for part, label in (("pntk_vs_bound", "pNTK (auto)"), ("blocked_vs_bound", "blocked pNTK")):
+            if not math.isnan(row[part]):
+                verdict = "met" if row[part] <= NEAR_LIMIT_TARGET else "NOT met"
+                lines.append(f"- {row['model']}, N = {int(row['N'])}: {label} / bound = {row[part]:.2f} "
+                             f"(target <= {NEAR_LIMIT_TARGET}: {verdict})")
+    exps = growth_exponents(table)
+    if not exps.empty:
+        wide = exps.pivot_table(index=["model", "part"], columns="N", values="exponent").reset_index()
+        wide.columns = [c if isinstance(c, str) else f"to N={c}" for c in wide.columns]
+        lines += ["", "Growth exponent d log(time) / d log(N) between consecutive N (1: linear, 2: the "
+                  "N^2 of the kernel):", "",
+                  markdown_table(wide, {c: c for c in wide.columns}, {c: ".2f" for c in wide.columns}), ""]
+    return lines
 
 
 def compare_markdown(table: pd.DataFrame, failures: list[str], threshold: float) -> str:
@@ -375,6 +509,113 @@ def compare_markdown(table: pd.DataFrame, failures: list[str], threshold: float)
             "candidate_ms": "candidate (ms)", "raw_ratio": "raw", "ratio": "normalized", "status": "status",
             "note": "note"}
     return "\n".join([*head, "## All benchmarks", "", markdown_table(table, cols)])
+
+
+# --------------------------------------------------------------------------- figure
+
+
+def render_figure(df: pd.DataFrame) -> Any:
+    """A 2x2 matplotlib figure of one run (from its saved JSON, no kernel is computed):
+    Figure 1's time and memory against O, time against N, and the pNTK over its bound.
+    Panels without data say so."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    from suite.figures import style
+
+    f1, table = fig1_table(df), scaling_table(df)
+    with style.theme():
+        fig, axes = plt.subplots(2, 2, figsize=(11, 8.5), layout="constrained")
+        (ax_time, ax_mem), (ax_n, ax_limit) = axes
+        kernel_style = {"entk": ("-", "o"), "pntk": ("--", "s")}
+        models = sorted(f1["model"].unique()) if not f1.empty else []
+        colors = dict(zip(models, sns.color_palette("colorblind", len(models)), strict=True))
+        for ax, unit, title, ylabel in (
+            (ax_time, "ms", "Figure 1: one pair of 32x32x3 inputs", "time per pair (ms)"),
+            (ax_mem, "mb", "Figure 1: memory of one call", "XLA compiled memory (MB)"),
+        ):
+            for model in models:
+                g = f1[f1["model"] == model].sort_values("O")
+                for kernel, (ls, marker) in kernel_style.items():
+                    ax.plot(g["O"], g[f"{kernel}_{unit}"], ls=ls, marker=marker, color=colors[model],
+                            label=f"{style.KERNEL_LABELS[kernel]}, {model}")
+            empty = f1.empty or f1[[f"{k}_{unit}" for k in kernel_style]].isna().all().all()
+            _finish_axis(ax, title, "outputs O", ylabel, empty=empty, logx=True)
+        arch_models = sorted(table["model"].unique()) if not table.empty else []
+        arch_colors = dict(zip(arch_models, sns.color_palette("colorblind", len(arch_models)), strict=True))
+        for model in arch_models:
+            g = table[table["model"] == model]
+            for kernel, (ls, marker) in kernel_style.items():
+                pts = g[["N", kernel]].dropna()
+                ax_n.plot(pts["N"], pts[kernel], ls=ls, marker=marker, color=arch_colors[model],
+                          label=f"{style.KERNEL_LABELS[kernel]}, {model}")
+            ax_limit.plot(g["N"], g["pntk_vs_bound"], ls="-", marker="s", color=arch_colors[model],
+                          label=f"pNTK (auto), {model}")
+            pts = g[["N", "blocked_vs_bound"]].dropna()
+            ax_limit.plot(pts["N"], pts["blocked_vs_bound"], ls=":", marker="^", color=arch_colors[model],
+                          label=f"blocked pNTK, {model}")
+        if not table.empty:
+            n_max = table["N"].max()
+            anchor = table.loc[table["N"] == n_max, "pntk"].max()
+            ns = np.array(sorted(table["N"].unique()), dtype=float)
+            for power, label in ((1, "∝ N"), (2, "∝ N²")):
+                ax_n.plot(ns, anchor * (ns / n_max) ** power, color=style.REFERENCE_COLOR, lw=1,
+                          ls=(0, (1, 2)) if power == 1 else (0, (4, 2)), label=label)
+            ax_limit.axhline(NEAR_LIMIT_TARGET, color="0.3", lw=1, ls="--", label=f"target {NEAR_LIMIT_TARGET}")
+            ax_limit.axhline(1.0, color=style.REFERENCE_COLOR, lw=1, ls=":", label="= bound")
+        _finish_axis(ax_n, "Time against N (O = 10)", "inputs N", "time per kernel (ms)", empty=table.empty,
+                     logx=True)
+        _finish_axis(ax_limit, "pNTK / (gradient pass + Gram)", "inputs N", "time ratio", empty=table.empty,
+                     logx=True, logy=False)
+        if not table.empty:
+            highest = table[["pntk_vs_bound", "blocked_vs_bound"]].max().max()
+            ax_limit.set_ylim(0, max(1.15 * NEAR_LIMIT_TARGET, 1.1 * highest))
+        fig.suptitle("pNTK vs eNTK cost (medians of this run)")
+    return fig
+
+
+def _finish_axis(ax: Any, title: str, xlabel: str, ylabel: str, *, empty: bool, logx: bool,
+                 logy: bool = True) -> None:
+    from matplotlib.ticker import FixedLocator, NullLocator, ScalarFormatter
+
+    from suite.figures import style
+
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if empty:
+        for line in ax.get_lines():
+            line.remove()
+        ax.text(0.5, 0.5, "not in this run", transform=ax.transAxes, ha="center", va="center", color="0.4")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        return
+    if logx:
+        ax.set_xscale("log")
+        ticks = sorted({float(x) for line in ax.get_lines() for x in line.get_xdata() if x > 0})
+        ax.xaxis.set_major_locator(FixedLocator(ticks))
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_locator(NullLocator())
+    if logy:
+        style.format_log_y(ax)
+    else:
+        ax.set_ylim(bottom=0)
+    ax.legend(fontsize="small")
+
+
+def write_figure(json_path: str | Path, png: str | Path) -> Path:
+    """Render :func:`render_figure` for a run and save it as ``png`` (atomically)."""
+    import matplotlib.pyplot as plt
+
+    from suite.figures import _common
+
+    png = Path(png)
+    fig = render_figure(load(json_path))
+    try:
+        written = _common.save(fig, png.parent, png.stem)
+    finally:
+        plt.close(fig)
+    return written[0]
 
 
 # --------------------------------------------------------------------------- pytest hook
@@ -414,7 +655,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("summarize", help="markdown summary of one pytest-benchmark JSON run")
     s.add_argument("json", type=Path)
-    s.add_argument("--out", type=Path, help="a .md file, or a directory for <run>.md (default: stdout)")
+    s.add_argument("--out", type=Path,
+                   help="a .md file, or a directory for <run>.md; a .png (and .svg) figure goes beside it "
+                        "(default: markdown to stdout, no figure)")
     c = sub.add_parser("compare", help="fail (exit 1) when a benchmark regressed against the baseline")
     c.add_argument("baseline", type=Path)
     c.add_argument("candidate", type=Path, nargs="?", help="default: newest other JSON next to the baseline")
@@ -424,7 +667,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         if args.command == "summarize":
-            _write(summarize(args.json), args.out, f"{args.json.stem}.md")
+            if args.out is None:
+                print(summarize(args.json))
+                return 0
+            md = args.out if args.out.suffix == ".md" else args.out / f"{args.json.stem}.md"
+            png = write_figure(args.json, md.with_suffix(".png"))
+            print(f"wrote {png}")
+            _write(summarize(args.json, figure=png.name), md, md.name)
             return 0
         candidate = args.candidate or newest_other(args.baseline)
         print(f"baseline:  {args.baseline}\ncandidate: {candidate}")

@@ -48,7 +48,7 @@ from tqdm.auto import tqdm
 from suite import kernels
 from suite.errors import MemoryBudgetError, SuiteError, require_positive_int
 
-__all__ = ["BlockPlan", "gram_cost", "plan_blocks", "pntk_blocked"]
+__all__ = ["BlockPlan", "gradient_pass", "gram", "gram_cost", "plan_blocks", "pntk_blocked"]
 
 #: Largest automatic block: bigger blocks did not speed up the Gram tiles (mnist5k MLP, CPU),
 #: while the device copies of G_i, G_j and the gradient pass grow with B (peak RSS 2.4 GB at
@@ -253,6 +253,18 @@ def _gradient_fn(apply_fn: ApplyFn, n_outputs: int, mesh: Mesh | None = None) ->
     return jax.jit(_shard_map()(flat, mesh=mesh, in_specs=(PartitionSpec(), spec), out_specs=spec))
 
 
+def gradient_pass(apply_fn: ApplyFn, n_outputs: int) -> Callable[[Any, jax.Array], jax.Array]:
+    """The jitted ``(params, x) -> (N, P)`` per-example gradient pass of the pNTK's scalar
+    function g = (1/sqrt O) sum_i f_i, as the blocked pNTK runs it on each row block (one
+    device). Its Gram G G^T is the pNTK; the benchmarks time it as the pNTK's lower bound."""
+    return _gradient_fn(apply_fn, n_outputs)
+
+
+def gram() -> Callable[[jax.Array, jax.Array], jax.Array]:
+    """The jitted Gram tile ``(A, B) -> A B^T`` of the blocked pNTK (one device)."""
+    return _gram_fn()
+
+
 @lru_cache(maxsize=8)
 def _gram_fn(mesh: Mesh | None = None) -> Callable[[jax.Array, jax.Array], jax.Array]:
     """Jitted tile G_i G_j^T; with a mesh, each device multiplies its rows of G_i by all of G_j."""
@@ -397,6 +409,8 @@ def pntk_blocked(
     bar = tqdm(total=plan.blocks1 + (0 if x2h is None else plan.blocks2) + plan.n_tiles,
                desc="pNTK gradients", unit="step", disable=not progress)
     try:
+        if plan.n_tiles == 1 and place.mesh is None and out_path is None and not plan.spill_gradients:
+            return _single_tile(grad_fn, params_dev, x1h, x2h, plan, result_dtype, bar)
         g1 = _gradients(grad_fn, params_dev, x1h, plan, place, result_dtype, problem.n_params, spill_dir, "g1", bar)
         g2 = g1 if x2h is None else _gradients(
             grad_fn, params_dev, x2h, plan, place, result_dtype, problem.n_params, spill_dir, "g2", bar
@@ -467,6 +481,20 @@ def _compile_and_measure(single, params_dev, x1h, rows: int, place: _Placement):
         return None, None
     total = stats.argument_size_in_bytes + stats.output_size_in_bytes + stats.temp_size_in_bytes
     return int(total), (compiled if place.mesh is None else None)
+
+
+def _single_tile(grad_fn, params_dev, x1h, x2h, plan, dtype, bar) -> np.ndarray:
+    """The whole kernel as one tile on one device: the gradients stay on the device (no host
+    copies of the (N, P) gradients, which cost as much as the Gram when P >> N)."""
+    rows = plan.padded_block
+    g1 = grad_fn(params_dev, _pad_rows(x1h, rows))
+    g2 = g1 if x2h is None else grad_fn(params_dev, _pad_rows(x2h, rows))
+    bar.update(1 if x2h is None else 2)
+    tile = np.array(_gram_fn()(g1, g2), dtype)[: x1h.shape[0], : (x1h if x2h is None else x2h).shape[0]]
+    if x2h is None:  # exactly symmetric, as the tiled path
+        tile = np.triu(tile) + np.triu(tile, 1).T
+    bar.update()
+    return tile
 
 
 def _gradients(grad_fn, params_dev, x, plan, place, dtype, n_params, spill_dir, name, bar) -> np.ndarray:

@@ -253,3 +253,74 @@ def test_cli_summarize_writes_markdown(baseline, tmp_path):
     assert res.returncode == 0, res.stderr
     text = (out / "baseline-cpu.md").read_text()
     assert "### mlp-O10-pntk" in text
+    assert (out / "baseline-cpu.png").stat().st_size > 0  # the figure beside it
+    assert "![" in text and "(baseline-cpu.png)" in text
+
+
+# --------------------------------------------------------------------------- N, O and the bound
+
+P = 10_000
+SCALING_NS = (16, 64, 256)
+
+
+def write_scaling_run(path: Path, pntk_factor: float = 1.2) -> Path:
+    """A fake run with exact laws: gradient pass a N, Gram b N^2, pNTK ``pntk_factor`` x their
+    sum, blocked 0.9 x, eNTK 10 x the pNTK up to N = 64; Figure 1's eNTK time ~ O and memory ~ O^2
+    while the pNTK's stay flat."""
+    benchmarks = [_benchmark("test_calibration_matmul", "calibration", CALIBRATION_S, {"bench": "calibration"})]
+    for n in SCALING_NS:
+        grad, gram = 1e-4 * n, 1e-6 * n * n
+        times = {("gradients", "jax"): grad, ("gram", "jax"): gram, ("pntk", "auto"): pntk_factor * (grad + gram),
+                 ("pntk", "blocked"): 0.9 * (grad + gram)}
+        if n <= 64:
+            times[("entk", "auto")] = 10 * pntk_factor * (grad + gram)
+        for (kernel, impl), t in times.items():
+            extra = {"bench": "scaling", "model": "cnn-x", "arch": "cnn", "O": 10, "N": n, "kernel": kernel,
+                     "implementation": impl}
+            if kernel == "gram":
+                extra["flops"] = 2 * n * n * P
+            benchmarks.append(_benchmark(f"test_scaling[cnn-N{n:04d}-{kernel}-{impl}]", f"scaling-cnn-N{n:04d}",
+                                         t, extra))
+    for o in (10, 100):
+        for kernel, t, mem in (("entk", 1e-3 * o, 1e3 * o * o), ("pntk", 2e-3, 4e5)):
+            extra = {"bench": "fig1", "model": "resnet18-w0016", "arch": "resnet", "O": o, "N": 1, "kernel": kernel,
+                     "implementation": "auto", "resolved_implementation": "jax", "compiled_bytes": mem}
+            benchmarks.append(_benchmark(f"test_fig1_pair[resnet18-O{o}-{kernel}-auto]", f"fig1-resnet18-O{o}",
+                                         t, extra))
+    path.write_text(json.dumps({"machine_info": {}, "benchmarks": benchmarks}))
+    return path
+
+
+def test_scaling_table_ratios_and_growth_exponents(tmp_path):
+    table = bench.scaling_table(bench.load(write_scaling_run(tmp_path / "s.json")))
+    assert list(table["N"]) == list(SCALING_NS)
+    assert table["pntk_vs_bound"].to_numpy() == pytest.approx(1.2)
+    assert table["blocked_vs_bound"].to_numpy() == pytest.approx(0.9)
+    assert table["entk_vs_pntk"].iloc[:2].to_numpy() == pytest.approx(10.0)
+    assert math.isnan(table["entk"].iloc[2])
+    assert table["gram_gflops"].to_numpy() == pytest.approx(2 * P / 1e-6 / 1e9)
+    exps = bench.growth_exponents(table).set_index(["part", "N"])["exponent"]
+    assert exps[("gradients", 64)] == pytest.approx(1.0)
+    assert exps[("gram", 256)] == pytest.approx(2.0)
+
+
+def test_fig1_table_time_and_memory_against_o(tmp_path):
+    f1 = bench.fig1_table(bench.load(write_scaling_run(tmp_path / "s.json"))).set_index("O")
+    assert f1.loc[10, "speedup"] == pytest.approx(5.0) and f1.loc[100, "speedup"] == pytest.approx(50.0)
+    assert f1.loc[100, "entk_mb"] / f1.loc[10, "entk_mb"] == pytest.approx(100.0)  # O^2
+    assert f1.loc[100, "pntk_mb"] == pytest.approx(f1.loc[10, "pntk_mb"])  # flat
+
+
+def test_summary_states_the_near_limit_verdict_and_ignores_scaling_in_auto(tmp_path):
+    text = bench.summarize(write_scaling_run(tmp_path / "ok.json"))
+    assert "## Time against N, and the pNTK near its limit" in text
+    assert "cnn-x, N = 256: pNTK (auto) / bound = 1.20 (target <= 1.5: met)" in text
+    assert "## Figure 1: one pair of inputs" in text
+    assert "## auto vs the fastest" not in text  # auto vs blocked is not a choice between implementations
+    slow = bench.summarize(write_scaling_run(tmp_path / "slow.json", pntk_factor=2.0))
+    assert "pNTK (auto) / bound = 2.00 (target <= 1.5: NOT met)" in slow
+
+
+def test_figure_renders_every_panel_from_saved_results(tmp_path):
+    png = bench.write_figure(write_scaling_run(tmp_path / "s.json"), tmp_path / "fig" / "s.png")
+    assert png.exists() and png.stat().st_size > 10_000

@@ -9,10 +9,17 @@ cases included) and writes ``reports/bench/<machine>-<stamp>.json`` for :mod:`su
   K(X, X). Group ``{arch}-O{O}-{kernel}``: one table compares the implementations.
 * ``test_fig1_pair``: the paper's Figure 1 setting, eNTK vs pNTK for ONE pair of 32x32x3
   inputs on ResNet-18/34-like networks (width 16) as O grows. Group ``fig1-{resnet}-O{O}``.
+* ``test_scaling``: time against N (16 to 1024 inputs) and the "near the limit" check: the
+  pNTK (``auto`` and the blocked pNTK) beside its lower bound, one batched per-example gradient
+  pass (``gradients``) plus the N x N Gram product of those gradients (``gram``, at the BLAS
+  rate of this run), and the eNTK up to N = 256. Group ``scaling-{arch}-N{N}``.
 * ``test_api_overhead``: the public kernel call (validation, memory check) vs the compiled
   kernel alone.
 * ``test_calibration_matmul``: a fixed 512x512 float32 matmul, so that medians can be divided
   by the machine's speed (``suite.bench.compare``).
+
+Every kernel benchmark records XLA's compiled memory estimate (``compiled_bytes``: result plus
+temporaries), so the summary can show the eNTK's O^2 memory beside the pNTK's flat one.
 
 Timing: models, parameters and inputs are built once (cached), the kernel is compiled by an
 untimed call, and the timed callable ends in ``jax.block_until_ready``. The timed function is
@@ -39,7 +46,7 @@ import numpy as np
 import pytest
 from conftest import rel_err
 
-from suite import data, kernels, models
+from suite import blocked, data, kernels, models
 
 #: Examples per kernel call in the main grid, and their per-example shape.
 N = 8
@@ -65,12 +72,6 @@ KERNEL_KWARGS: dict[str, dict[str, Any]] = {"logit_ntk": {"index": 0}, "projecte
 #: tests); accelerators default to reduced-precision (TF32) matmuls, hence the looser value.
 RTOL = {"cpu": 2e-4}
 RTOL_ACCELERATOR = 1e-2
-#: Figure 1 checks one scalar per kernel from dot products over ~0.7-1.4M parameters. Under jit
-#: on XLA:CPU the suite's ``jax`` pNTK path (per-example gradients, then ``a @ b.T`` per leaf)
-#: is 2.5e-4 (O=10) to 5e-4 (O=100) off a float64 reference on ResNet-18 for one pair, while
-#: structured derivatives and the eNTK identity are within 1e-6: long float32 vector-vector dots
-#: are accumulated sequentially there. Hence a looser float32 tolerance for this benchmark only.
-RTOL_FIG1 = 2e-3
 
 #: Rounds: about TARGET_S seconds of timing per benchmark, within [MIN_ROUNDS, MAX_ROUNDS].
 TARGET_S = 0.3
@@ -165,7 +166,9 @@ def kernel_call(kernel: str, implementation: str, problem: Problem) -> tuple[str
         args = (*args, direction(kernel, problem.model.config.n_outputs))
     concrete = kernels.concrete_implementation(kernel, implementation, apply_fn, args)
     fn = kernels.executable(kernel, apply_fn, concrete, mode, args)
-    return concrete, lambda: jax.block_until_ready(fn(*args))
+    call = lambda: jax.block_until_ready(fn(*args))  # noqa: E731
+    call.compiled_bytes = kernels.compiled_bytes(fn)  # type: ignore[attr-defined]
+    return concrete, call
 
 
 def machine_info() -> dict[str, Any]:
@@ -215,7 +218,10 @@ def check_against_reference(benchmark: Any, kernel: str, implementation: str, pr
 
 
 def record(benchmark: Any, bench: str, kernel: str, implementation: str, problem: Problem,
-           resolved: str) -> None:
+           resolved: str, call: Any = None) -> None:
+    """extra_info of a kernel benchmark; ``call`` from :func:`kernel_call` adds its compiled bytes."""
+    if getattr(call, "compiled_bytes", None) is not None:
+        benchmark.extra_info["compiled_bytes"] = call.compiled_bytes
     benchmark.extra_info.update(
         bench=bench,
         model=problem.model_id,
@@ -280,7 +286,7 @@ def test_kernel(benchmark, arch, n_outputs, kernel, implementation):
     problem = grid_problem(arch, n_outputs)
     benchmark.group = f"{arch}-O{n_outputs}-{kernel}"
     resolved, fn = kernel_call(kernel, implementation, problem)
-    record(benchmark, "kernels", kernel, implementation, problem, resolved)
+    record(benchmark, "kernels", kernel, implementation, problem, resolved, fn)
     got = run_benchmark(benchmark, fn)
     check_against_reference(benchmark, kernel, implementation, problem, got)
 
@@ -307,11 +313,117 @@ def test_fig1_pair(benchmark, stages, n_outputs, kernel, implementation):
     problem = fig1_problem(stages, n_outputs)
     benchmark.group = f"fig1-{stages}-O{n_outputs}"
     resolved, fn = kernel_call(kernel, implementation, problem)
-    record(benchmark, "fig1", kernel, implementation, problem, resolved)
+    record(benchmark, "fig1", kernel, implementation, problem, resolved, fn)
     got = run_benchmark(benchmark, fn)
     expected_shape = (1, 1, n_outputs, n_outputs) if kernel == "entk" else (1, 1)
     assert got.shape == expected_shape
-    check_against_reference(benchmark, kernel, implementation, problem, got, rtol=RTOL_FIG1)
+    check_against_reference(benchmark, kernel, implementation, problem, got)
+
+
+# --------------------------------------------------------------------------- time against N
+
+
+#: Inputs per call for the scaling benchmarks (the networks of NETWORKS, O = 10). The MLP
+#: stops at 256: its Gram at N = 1024 (P = 118k) is 2.5e11 flops, seconds per round here.
+SCALING_N: dict[str, tuple[int, ...]] = {
+    "mlp": (16, 64, 256),
+    "cnn": (16, 64, 256, 1024),
+    "resnet": (16, 64, 256, 1024),
+}
+#: Largest N at which the eNTK ((N O)^2 entries, O gradients per input) is timed as well.
+SCALING_ENTK_MAX_N = 256
+#: The first CHECK_N inputs' kernel is checked against the reference eNTK of those inputs.
+CHECK_N = 16
+SCALING_PARTS = ("pntk", "pntk_blocked", "gradients", "gram", "entk")
+
+
+@cache
+def scaling_problem(arch: str, n: int) -> Problem:
+    """The main grid's ``arch`` network (O = 10) on ``n`` Gaussian 8x8x3 inputs."""
+    base = grid_problem(arch, OUTPUTS[0])
+    return Problem(base.model_id, arch, base.width, base.depth, base.model, base.params, _inputs(n, IMAGE), None,
+                   base.n_params)
+
+
+@cache
+def scaling_reference(arch: str, n: int) -> jax.Array:
+    """The reference eNTK of the first CHECK_N inputs of ``scaling_problem(arch, n)``."""
+    p = scaling_problem(arch, n)
+    return kernels.entk(p.model.apply_fn, p.params, p.x1[:CHECK_N], implementation="jax")
+
+
+@cache
+def scaling_gradients(arch: str, n: int) -> jax.Array:
+    """The (N, P) per-example gradients of the pNTK's scalar function (the Gram's input)."""
+    p = scaling_problem(arch, n)
+    return jax.block_until_ready(blocked.gradient_pass(p.model.apply_fn, OUTPUTS[0])(p.params, p.x1))
+
+
+def _scaling_cases() -> list[Any]:
+    cases = []
+    for arch, ns in SCALING_N.items():
+        for n in ns:
+            for part in SCALING_PARTS:
+                if part == "entk" and n > SCALING_ENTK_MAX_N:
+                    continue
+                marks = [] if (arch, n) == ("cnn", CHECK_N) else [pytest.mark.slow]
+                cases.append(pytest.param(arch, n, part, id=f"{arch}-N{n:04d}-{part}", marks=marks))
+    return cases
+
+
+@pytest.mark.parametrize(("arch", "n", "part"), _scaling_cases())
+def test_scaling(benchmark, arch, n, part):
+    """Time against N, and the pNTK beside its lower bound: the gradient pass plus the Gram.
+
+    ``pntk`` is the public kernel's compiled call (``auto``); ``pntk_blocked`` the blocked pNTK
+    (one tile when it fits the budget); ``gradients`` the jitted per-example gradient pass over
+    all N inputs; ``gram`` G G^T of those (N, P) gradients; ``entk`` the eNTK (``auto``).
+    """
+    problem = scaling_problem(arch, n)
+    o = OUTPUTS[0]
+    benchmark.group = f"scaling-{arch}-N{n:04d}"
+    apply_fn = problem.model.apply_fn
+    if part in ("pntk", "entk"):
+        resolved, fn = kernel_call(part, "auto", problem)
+        record(benchmark, "scaling", part, "auto", problem, resolved, fn)
+    elif part == "pntk_blocked":
+        resolved = "blocked"
+        record(benchmark, "scaling", "pntk", "blocked", problem, resolved)
+
+        def fn() -> np.ndarray:
+            return blocked.pntk_blocked(apply_fn, problem.params, problem.x1, progress=False)
+    elif part == "gradients":
+        grads = blocked.gradient_pass(apply_fn, o)
+        record(benchmark, "scaling", "gradients", "jax", problem, "jax")
+
+        def fn() -> jax.Array:
+            return jax.block_until_ready(grads(problem.params, problem.x1))
+    else:
+        g = scaling_gradients(arch, n)
+        tile = blocked.gram()
+        record(benchmark, "scaling", "gram", "jax", problem, "jax")
+        benchmark.extra_info["flops"] = 2 * n * n * int(g.shape[1])
+
+        def fn() -> jax.Array:
+            return jax.block_until_ready(tile(g, g))
+    got = run_benchmark(benchmark, fn)
+
+    reference = scaling_reference(arch, n)
+    expected = kernels.KERNELS["pntk"].from_entk(reference)
+    if part == "gradients":
+        head = np.asarray(got[:CHECK_N], np.float64)
+        err = rel_err(head @ head.T, expected)
+    elif part == "gram":
+        g64 = np.asarray(scaling_gradients(arch, n)[:CHECK_N], np.float64)
+        err = rel_err(np.asarray(got)[:CHECK_N, :CHECK_N], g64 @ g64.T)
+    elif part == "entk":
+        assert got.shape == (n, n, o, o)
+        err = rel_err(got[:CHECK_N, :CHECK_N], reference)
+    else:
+        assert got.shape == (n, n)
+        err = rel_err(np.asarray(got)[:CHECK_N, :CHECK_N], expected)
+    benchmark.extra_info["rel_err"] = err
+    assert err < tolerance(), f"{part} on {arch} N={n} is off the reference by {err:.2e}"
 
 
 # --------------------------------------------------------------------------- API overhead
@@ -324,7 +436,7 @@ def test_api_overhead(benchmark, arch, path):
     problem = grid_problem(arch, OUTPUTS[0])
     benchmark.group = f"api-{arch}-O{OUTPUTS[0]}-pntk"
     resolved, compiled = kernel_call("pntk", "auto", problem)
-    record(benchmark, "api", "pntk", "auto", problem, resolved)
+    record(benchmark, "api", "pntk", "auto", problem, resolved, compiled)
     benchmark.extra_info["path"] = path
 
     def api() -> jax.Array:
