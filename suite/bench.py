@@ -266,15 +266,16 @@ def growth_exponents(table: pd.DataFrame, parts: Sequence[str] = ("pntk", "gradi
 
 def fig1_table(df: pd.DataFrame) -> pd.DataFrame:
     """The paper's Figure 1: per network and O, the fastest eNTK and pNTK (ms), their ratio,
-    and XLA's compiled memory of each (MB; result plus temporaries), from the ``fig1`` bench."""
+    and XLA's compiled memory of those same calls (MB; result plus temporaries), from the
+    ``fig1`` bench."""
     if df.empty or "bench" not in df or not (df["bench"] == FIG1_BENCH).any():
         return pd.DataFrame()
     f1 = df[df["bench"] == FIG1_BENCH]
     fast = f1.loc[f1.groupby(["model", "O", "kernel"])["median"].idxmin()]
     out = fast.pivot_table(index=["model", "O"], columns="kernel", values="median") * 1e3
     out.columns = [f"{c}_ms" for c in out.columns]
-    if "compiled_bytes" in f1:
-        mem = f1.pivot_table(index=["model", "O"], columns="kernel", values="compiled_bytes", aggfunc="max") / 1e6
+    if "compiled_bytes" in fast:  # the memory of the same (fastest) call
+        mem = fast.pivot_table(index=["model", "O"], columns="kernel", values="compiled_bytes") / 1e6
         mem.columns = [f"{c}_mb" for c in mem.columns]
         out = out.join(mem)
     for col in ("entk_ms", "pntk_ms", "entk_mb", "pntk_mb"):
@@ -440,6 +441,41 @@ def summarize(json_path: str | Path, figure: str | None = None) -> str:
                 "vs_fastest": "x fastest", "vs_calibration": "x calib", "vs_entk": "x eNTK"}
         lines += [markdown_table(g, cols, {"rounds": "d"}), ""]
     return "\n".join(lines)
+
+
+def headline(json_path: str | Path) -> list[str]:
+    """A few markdown bullet lines with a run's key ratios, for the verification report:
+    Figure 1's speedup and memory against O, the main grid's pNTK/eNTK speedups, speedup
+    against N, the near-the-limit ratio and auto against the fastest implementation."""
+    df = ratios(load(json_path))
+    lines = []
+    f1 = fig1_table(df)
+    for model, g in (f1.groupby("model", sort=True) if not f1.empty else []):
+        g = g.sort_values("O")
+        speed = ", ".join(f"{s:.3g}x at O = {int(o)}" for o, s in zip(g["O"], g["speedup"], strict=True))
+        mem = ", ".join(f"{m:.3g}x" for m in g["memory_ratio"] if not math.isnan(m))
+        lines.append(f"- Figure 1 ({model}, one pair): pNTK faster than the eNTK by {speed}"
+                     + (f"; eNTK / pNTK compiled memory {mem}" if mem else "") + ".")
+    sp = speedups(df)
+    grid = sp[sp["bench"] == "kernels"] if not sp.empty else sp
+    for o, g in (grid.groupby("O", sort=True) if not grid.empty else []):
+        cells = ", ".join(f"{m.split('-')[0]} {s:.3g}x" for m, s in zip(g["model"], g["speedup_best"], strict=True))
+        lines.append(f"- Main grid (N = {int(g['N'].iloc[0])}), O = {int(o)}: fastest eNTK / fastest pNTK: {cells}.")
+    table = scaling_table(df)
+    for model, g in (table.groupby("model", sort=True) if not table.empty else []):
+        pts = g.dropna(subset=["entk_vs_pntk"])
+        speed = ", ".join(f"{s:.3g}x at N = {int(n)}" for n, s in zip(pts["N"], pts["entk_vs_pntk"], strict=True))
+        top = g.loc[g["N"].idxmax()]
+        lines.append(f"- {model.split('-')[0]}, O = 10, against N: eNTK / pNTK {speed}; at N = {int(top['N'])} "
+                     f"the pNTK takes {top['pntk_vs_bound']:.2f}x its bound (gradient pass + Gram; target "
+                     f"<= {NEAR_LIMIT_TARGET}), the blocked pNTK {top['blocked_vs_bound']:.2f}x.")
+    auto = auto_choice(df)
+    if not auto.empty:
+        within = int((auto["auto_vs_fastest"] <= 1.1).sum())
+        worst = auto.loc[auto["auto_vs_fastest"].idxmax()]
+        lines.append(f"- auto within 10% of the fastest implementation in {within} of {len(auto)} groups; worst "
+                     f"{worst['auto_vs_fastest']:.2f}x ({worst['group']}).")
+    return lines
 
 
 def _fig1_section(df: pd.DataFrame) -> list[str]:

@@ -26,8 +26,21 @@ from suite.errors import SuiteError, require_positive_int, unknown_name
 ACTIVATIONS = ("relu", "erf", "gelu")
 PARAMETERIZATIONS = ("ntk", "standard")
 CNN_READOUTS = ("gap", "flatten")
-#: ResNet-18/34-like stage layouts (blocks per stage; channels double per stage).
-RESNET_STAGES = {"resnet18": (2, 2, 2, 2), "resnet34": (3, 4, 6, 3)}
+#: ResNet-like networks by name (build kwargs of arch ``resnet``): blocks per stage, channels
+#: doubling per stage; ResNet-50 and deeper use bottleneck blocks (1x1, 3x3, 1x1 convolutions
+#: with 4x wider outputs), as in He et al. (2016).
+RESNETS: dict[str, dict[str, Any]] = {
+    "resnet18": {"stages": (2, 2, 2, 2)},
+    "resnet34": {"stages": (3, 4, 6, 3)},
+    "resnet50": {"stages": (3, 4, 6, 3), "bottleneck": True},
+    "resnet101": {"stages": (3, 4, 23, 3), "bottleneck": True},
+    "resnet152": {"stages": (3, 8, 36, 3), "bottleneck": True},
+    "resnet200": {"stages": (3, 24, 36, 3), "bottleneck": True},
+}
+#: Stage layouts of the basic-block ResNets (ResNet-18/34).
+RESNET_STAGES = {name: kw["stages"] for name, kw in RESNETS.items() if not kw.get("bottleneck")}
+#: Output channels of a bottleneck block relative to its inner width.
+BOTTLENECK_EXPANSION = 4
 
 
 @dataclass(frozen=True)
@@ -45,6 +58,7 @@ class ModelConfig:
     b_std: float | None = 0.05
     readout: str = "gap"
     stages: tuple[int, ...] | None = None
+    bottleneck: bool = False
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:
@@ -69,6 +83,8 @@ class ModelConfig:
                 raise SuiteError(f"stages only apply to arch 'resnet', not {self.arch!r}")
             for s in self.stages:
                 require_positive_int("blocks per stage", s)
+        if self.bottleneck and self.stages is None:
+            raise SuiteError("bottleneck blocks need stages, e.g. models.build('resnet', **models.RESNETS['resnet50'])")
 
     @property
     def id(self) -> str:
@@ -154,6 +170,23 @@ def _residual_block(cfg: ModelConfig, channels: int, downsample: bool) -> Any:
     return stax.serial(stax.FanOut(2), stax.parallel(main, shortcut), stax.FanInSum())
 
 
+def _bottleneck_block(cfg: ModelConfig, channels: int, downsample: bool, project: bool) -> Any:
+    """1x1 conv to ``channels``, 3x3 conv (strided when downsampling), 1x1 conv to 4x
+    ``channels``; the shortcut is a strided 1x1 conv when the shape changes (``project``)."""
+    stax = _nt.stax
+    strides = (2, 2) if downsample else (1, 1)
+    main = stax.serial(
+        _activation(cfg),
+        _conv(cfg, channels, (1, 1)),
+        _activation(cfg),
+        _conv(cfg, channels, strides=strides),
+        _activation(cfg),
+        _conv(cfg, BOTTLENECK_EXPANSION * channels, (1, 1)),
+    )
+    shortcut = _conv(cfg, BOTTLENECK_EXPANSION * channels, (1, 1), strides) if project else stax.Identity()
+    return stax.serial(stax.FanOut(2), stax.parallel(main, shortcut), stax.FanInSum())
+
+
 def _resnet_layers(cfg: ModelConfig) -> list[Any]:
     layers: list[Any] = [_conv(cfg, cfg.width)]
     if cfg.stages is None:
@@ -162,7 +195,11 @@ def _resnet_layers(cfg: ModelConfig) -> list[Any]:
         for stage, blocks in enumerate(cfg.stages):
             channels = cfg.width * 2**stage
             for b in range(blocks):
-                layers.append(_residual_block(cfg, channels, downsample=stage > 0 and b == 0))
+                downsample = stage > 0 and b == 0
+                if cfg.bottleneck:
+                    layers.append(_bottleneck_block(cfg, channels, downsample, project=b == 0))
+                else:
+                    layers.append(_residual_block(cfg, channels, downsample))
     return [*layers, _activation(cfg), _pool(cfg), _dense(cfg, cfg.n_outputs)]
 
 
@@ -173,7 +210,7 @@ ARCHS: dict[str, ArchSpec] = {
     ),
     "resnet": ArchSpec(
         "resnet",
-        "Conv stem, depth residual blocks (or ResNet-18/34-like stages), act, pool, Dense(O)",
+        "Conv stem, depth residual blocks (or the stages of RESNETS: ResNet-18 to -152), act, pool, Dense(O)",
         _resnet_layers,
     ),
 }

@@ -205,6 +205,7 @@ def _markdown(results, summary: pd.DataFrame, shown, out: Path) -> str:
         "",
         _counts_table(summary),
         "",
+        *_cost_section(out),
         "## What was run",
         "",
     ]
@@ -242,6 +243,26 @@ def _markdown(results, summary: pd.DataFrame, shown, out: Path) -> str:
         "",
     ]
     return "\n".join(parts)
+
+
+def _cost_section(out: Path) -> list[str]:
+    """Key ratios of the committed benchmark baseline (``<out>/bench/baseline-cpu.json``), if any."""
+    from suite import bench
+
+    baseline = out / "bench" / "baseline-cpu.json"
+    if not baseline.exists():
+        return []
+    machine = bench.machine_summary(baseline)
+    where = ", ".join(str(machine[k]) for k in ("cpu", "backend", "jax") if k in machine)
+    return [
+        "## Cost: pNTK vs eNTK (benchmarks)",
+        "",
+        f"From the committed benchmark baseline `bench/baseline-cpu.json` ({where}); every table and "
+        "the figure are in [`bench/SUMMARY.md`](bench/SUMMARY.md), `nox -s bench` measures a new run.",
+        "",
+        *bench.headline(baseline),
+        "",
+    ]
 
 
 def _counts_table(summary: pd.DataFrame) -> str:

@@ -324,3 +324,17 @@ def test_summary_states_the_near_limit_verdict_and_ignores_scaling_in_auto(tmp_p
 def test_figure_renders_every_panel_from_saved_results(tmp_path):
     png = bench.write_figure(write_scaling_run(tmp_path / "s.json"), tmp_path / "fig" / "s.png")
     assert png.exists() and png.stat().st_size > 10_000
+
+
+def test_headline_lines_and_the_report_cost_section(tmp_path):
+    from suite import report
+
+    (tmp_path / "bench").mkdir()
+    run = write_scaling_run(tmp_path / "bench" / "baseline-cpu.json")
+    lines = bench.headline(run)
+    assert "- Figure 1 (resnet18-w0016, one pair): pNTK faster than the eNTK by 5x at O = 10, 50x at O = 100" in lines[0]
+    assert any("eNTK / pNTK 10x at N = 16, 10x at N = 64; at N = 256 the pNTK takes 1.20x its bound" in x
+               for x in lines)
+    section = report._cost_section(tmp_path)
+    assert section[0] == "## Cost: pNTK vs eNTK (benchmarks)" and lines[0] in section
+    assert report._cost_section(tmp_path / "elsewhere") == []  # no baseline, no section

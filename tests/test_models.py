@@ -101,3 +101,24 @@ def test_unknown_kernel_type():
 
 def test_config_id_is_readable_and_stable():
     assert models.ModelConfig("mlp", width=512, depth=3).id == "mlp-d03-w0512-o10"
+
+
+def test_resnet50_bottleneck_layout():
+    """ResNet-50 (He et al. 2016): a stem conv, 16 bottleneck blocks of three convs (1x1, 3x3,
+    1x1 to 4x the inner width), a 1x1 projection shortcut at the start of each of the 4 stages,
+    then the readout: 1 + 48 + 4 = 53 conv kernels; the last stage outputs 4 * 2**3 * width."""
+    width = 4
+    model = models.build("resnet", width=width, n_outputs=3, **models.RESNETS["resnet50"])
+    params = model.init(jax.random.PRNGKey(0), (8, 8, 1))
+    # conv kernels are (h, w, in, out); stax's conv biases are (1, 1, 1, out)
+    kernels = [leaf for leaf in jax.tree_util.tree_leaves(params) if leaf.ndim == 4 and leaf.shape[:3] != (1, 1, 1)]
+    assert len(kernels) == 53
+    assert sum(k.shape[:2] == (1, 1) for k in kernels) == 16 * 2 + 4
+    assert max(k.shape[-1] for k in kernels) == models.BOTTLENECK_EXPANSION * 2**3 * width
+    out = model.apply(params, jnp.ones((2, 8, 8, 1)))
+    assert out.shape == (2, 3) and bool(jnp.all(jnp.isfinite(out)))
+
+
+def test_bottleneck_needs_stages():
+    with pytest.raises(SuiteError, match="bottleneck blocks need stages"):
+        models.build("resnet", width=4, bottleneck=True)
