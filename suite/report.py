@@ -253,7 +253,8 @@ def _cost_section(out: Path) -> list[str]:
     if not baseline.exists():
         return []
     machine = bench.machine_summary(baseline)
-    where = ", ".join(str(machine[k]) for k in ("cpu", "backend", "jax") if k in machine)
+    labels = {"cpu": "", "backend": "backend ", "jax": "jax "}
+    where = ", ".join(f"{label}{machine[k]}" for k, label in labels.items() if k in machine)
     return [
         "## Cost: pNTK vs eNTK (benchmarks)",
         "",

@@ -333,8 +333,9 @@ def test_headline_lines_and_the_report_cost_section(tmp_path):
     run = write_scaling_run(tmp_path / "bench" / "baseline-cpu.json")
     lines = bench.headline(run)
     assert "- Figure 1 (resnet18-w0016, one pair): pNTK faster than the eNTK by 5x at O = 10, 50x at O = 100" in lines[0]
-    assert any("eNTK / pNTK 10x at N = 16, 10x at N = 64; at N = 256 the pNTK takes 1.20x its bound" in x
-               for x in lines)
+    assert "target >= O/2: met at O = 10, 100" in lines[0]
+    assert any("eNTK / pNTK 10x at N = 16, 10x at N = 64 (>= O/2 = 5x from N = 16); at N = 256 the pNTK takes "
+               "1.20x its bound" in x for x in lines)
     section = report._cost_section(tmp_path)
     assert section[0] == "## Cost: pNTK vs eNTK (benchmarks)" and lines[0] in section
     assert report._cost_section(tmp_path / "elsewhere") == []  # no baseline, no section
