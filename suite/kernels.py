@@ -328,8 +328,11 @@ AUTO_CANDIDATES: dict[str, tuple[str, ...]] = {
 #: ``auto`` keeps the preferred candidate unless another is at least this much faster, so that
 #: near-ties do not flip the choice from one run to the next on a noisy machine.
 AUTO_MARGIN = 0.05
-#: Timed calls per candidate (the best counts), after the untimed first call.
+#: Timed calls per candidate (the best counts) after a first call, for calls shorter than
+#: AUTO_LONG_CALL_S; a longer first call is itself the measurement (its noise is small beside
+#: it, and repeating it would multiply the cost of a one-off call).
 AUTO_RUNS = 3
+AUTO_LONG_CALL_S = 0.25
 _AUTO_CHOICE: dict[tuple[Any, ...], str] = {}
 
 
@@ -355,34 +358,58 @@ def reproducible_implementation() -> str:
 
 def choose_implementation(kernel: str, apply_fn: ApplyFn, args: tuple[Any, ...], problem: Problem | None = None) -> str:
     """The fastest of :data:`AUTO_CANDIDATES` for this kernel's mode, network and argument
-    shapes: each candidate is compiled, run once untimed, then timed :data:`AUTO_RUNS` times;
-    the best run counts. The preferred (first) candidate is kept unless another beats it by
-    :data:`AUTO_MARGIN`. A one-time cost per network and shapes (cached); candidates over the
-    memory budget (by :func:`estimate_bytes` for ``problem`` when given, and by XLA's compiled
-    estimate) are skipped."""
+    shapes, cached per network and shapes. See :func:`_choose` for how it is timed."""
+    return _choose(kernel, apply_fn, args, problem)[0]
+
+
+def _choose(
+    kernel: str, apply_fn: ApplyFn, args: tuple[Any, ...], problem: Problem | None
+) -> tuple[str, jax.Array | None]:
+    """(implementation, the chosen candidate's result when this call timed it, else None).
+
+    Each candidate is compiled and run once; a first run shorter than :data:`AUTO_LONG_CALL_S`
+    is followed by :data:`AUTO_RUNS` timed runs whose best counts, a longer one is the
+    measurement. The preferred (first) candidate is kept unless another beats it by
+    :data:`AUTO_MARGIN`. So a one-off long call costs one run per candidate, and its result
+    is reused rather than computed again. Candidates over the memory budget (by
+    :func:`estimate_bytes` for ``problem`` when given, and by XLA's compiled estimate) are
+    skipped; the kept result is dropped when two results would not fit the budget together.
+    """
     mode = KERNELS[kernel].mode
     key = (apply_fn, mode, _signature(args))
-    if key not in _AUTO_CHOICE:
-        timings = {}
-        budget = memory_budget()
-        for candidate in AUTO_CANDIDATES[mode]:
-            if problem is not None and estimate_bytes(kernel, problem, candidate) > budget:
-                continue
-            try:
-                exe = executable(kernel, apply_fn, candidate, mode, args)
-            except MemoryBudgetError:
-                continue
-            jax.block_until_ready(exe(*args))  # first run: allocation, caches
+    if key in _AUTO_CHOICE:
+        return _AUTO_CHOICE[key], None
+    timings: dict[str, float] = {}
+    outputs: dict[str, jax.Array] = {}
+    budget = memory_budget()
+    for candidate in AUTO_CANDIDATES[mode]:
+        if problem is not None and estimate_bytes(kernel, problem, candidate) > budget:
+            continue
+        try:
+            exe = executable(kernel, apply_fn, candidate, mode, args)
+        except MemoryBudgetError:
+            continue
+        start = time.perf_counter()
+        out = jax.block_until_ready(exe(*args))
+        first = time.perf_counter() - start
+        if first >= AUTO_LONG_CALL_S:
+            timings[candidate] = first
+        else:  # short: the first run pays for allocation and caches; best of several
             runs = []
-            for _ in range(AUTO_RUNS):  # best of several: one run is at the mercy of a busy machine
+            for _ in range(AUTO_RUNS):
                 start = time.perf_counter()
-                jax.block_until_ready(exe(*args))
+                out = jax.block_until_ready(exe(*args))
                 runs.append(time.perf_counter() - start)
             timings[candidate] = min(runs)
-        if not timings:  # every candidate is over budget: let the caller's check say so
-            return AUTO_CANDIDATES[mode][0]
-        _AUTO_CHOICE[key] = pick_with_margin(timings, AUTO_MARGIN)
-    return _AUTO_CHOICE[key]
+        best = pick_with_margin(timings, AUTO_MARGIN)
+        keep = best == candidate and 2 * out.nbytes <= budget
+        outputs = {candidate: out} if keep else {k: v for k, v in outputs.items() if k == best}
+        del out
+    if not timings:  # every candidate is over budget: let the caller's check say so
+        return AUTO_CANDIDATES[mode][0], None
+    chosen = pick_with_margin(timings, AUTO_MARGIN)
+    _AUTO_CHOICE[key] = chosen
+    return chosen, outputs.get(chosen)
 
 
 def pick_with_margin(timings: dict[str, float], margin: float) -> str:
@@ -464,7 +491,11 @@ def _run(kernel: str, mode: str, apply_fn, params, x1, x2, implementation, vecto
     args = (x1, x2, params) if v is None else (x1, x2, params, v)
     # The result's size first, so that a hopeless request is refused before anything compiles.
     check_memory(kernel, problem, "structured_derivatives")
-    impl = concrete_implementation(kernel, implementation, apply_fn, args, problem)
+    impl = resolve_implementation(implementation, kernel)
+    if impl == "auto":
+        impl, result = _choose(kernel, apply_fn, args, problem)
+        if result is not None:  # this call timed the candidates: their chosen result is ours
+            return result
     check_memory(kernel, problem, impl)
     return executable(kernel, apply_fn, impl, mode, args)(*args)
 

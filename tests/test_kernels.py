@@ -396,3 +396,25 @@ def test_float32_pntk_of_one_pair_is_accurate_over_many_parameters():
                        x[1:].astype(jnp.float32), implementation="jax")
     eps = float(jnp.finfo(jnp.float32).eps)
     assert rel_err(got, want) < 3 * math.sqrt(4096) * eps
+
+
+@pytest.mark.parametrize(("long_call_s", "runs_per_candidate"), [(0.0, 1), (1e9, 1 + kernels.AUTO_RUNS)])
+def test_auto_first_call_cost(long_call_s, runs_per_candidate, monkeypatch):
+    """A long first run is the measurement (one run per candidate, not 1 + AUTO_RUNS), and the
+    chosen candidate's result is returned instead of being computed again."""
+    monkeypatch.setattr(kernels, "AUTO_LONG_CALL_S", long_call_s)
+    runs = []
+    real = kernels.executable
+
+    def counting(kernel_, fn, impl, mode, args):
+        exe = real(kernel_, fn, impl, mode, args)
+        return lambda *a: runs.append(impl) or exe(*a)
+
+    monkeypatch.setattr(kernels, "executable", counting)
+    params = _tiny_params(seed=4)
+    apply_fn = lambda p, x: _tiny_apply(p, x)  # noqa: E731 -- fresh: auto decides anew
+    x = jax.random.normal(jax.random.PRNGKey(5), (4, 3))
+    got = kernels.entk(apply_fn, params, x)
+    candidates = kernels.AUTO_CANDIDATES["full"]
+    assert len(runs) == runs_per_candidate * len(candidates)
+    assert rel_err(got, kernels.entk(apply_fn, params, x, implementation="jax")) < 1e-6
