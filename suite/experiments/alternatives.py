@@ -35,7 +35,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
@@ -198,12 +198,8 @@ def run(config: Config) -> pd.DataFrame:
         per_input = 1 if name == UNSCALED else kernels.KERNELS[name].jacobians_per_input(o)
         rows.append((name, "jacobians_per_input", float(per_input)))
 
-    case = asdict(config)
-    case["n_params"] = model.param_count(tuple(x.shape[1:]))
-    frame = pd.DataFrame(rows, columns=["kernel", "metric", "value"])
-    for col, value in reversed(case.items()):
-        frame.insert(0, col, value)
-    return frame
+    return common.tidy_frame(rows, ["kernel", "metric", "value"], config,
+                             n_params=model.param_count(tuple(x.shape[1:])))
 
 
 EXPERIMENT = Experiment(

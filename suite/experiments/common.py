@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import platform
 import subprocess
+from dataclasses import asdict
 from functools import lru_cache
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pandas as pd
 
 from suite import _nt, data, models
 from suite.paths import ROOT
@@ -87,6 +89,17 @@ def rel_frobenius(a: np.ndarray, b: np.ndarray) -> float:
 
 
 # --------------------------------------------------------------------------- provenance
+
+
+def tidy_frame(rows: Any, columns: list[str], config: Any, **extra: Any) -> pd.DataFrame:
+    """The tidy frame an experiment returns: one row per entry of ``rows`` (tuples in the order
+    of ``columns``, or a mapping of columns), preceded by the case's columns, every field of the
+    config dataclass then ``extra`` (e.g. ``n_params``), repeated on each row."""
+    frame = pd.DataFrame(rows, columns=columns)
+    case = {**asdict(config), **extra}
+    for col, value in reversed(case.items()):
+        frame.insert(0, col, value)
+    return frame
 
 
 def environment() -> dict[str, Any]:

@@ -17,7 +17,7 @@ Expected (theory.md §4): every error falls like n^-1/2 (fitted slopes in about 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -122,12 +122,8 @@ def run(config: Config) -> pd.DataFrame:
     inf_norm = np.sqrt(config.n_outputs) * np.linalg.norm(theta_inf)  # ||Theta_inf x I_O||_F
     rows.append(("entk", "rel_frobenius_inf", common.kron_distance(full, theta_inf) / inf_norm))
 
-    case = asdict(config)
-    case["n_params"] = model.param_count(tuple(x.shape[1:]))
-    frame = pd.DataFrame(rows, columns=["kernel", "metric", "value"])
-    for col, value in reversed(case.items()):
-        frame.insert(0, col, value)
-    return frame
+    return common.tidy_frame(rows, ["kernel", "metric", "value"], config,
+                             n_params=model.param_count(tuple(x.shape[1:])))
 
 
 EXPERIMENT = Experiment(

@@ -39,7 +39,7 @@ widths, because lambda_min of the train kernel is 1e-4 to 1e-3 of its mean diago
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
@@ -259,13 +259,9 @@ def run(config: Config) -> pd.DataFrame:
                 (ridge, name, "perturbation_ratio", gaps[name] / low if low > 0 else float("inf")),
             ]
 
-    case = asdict(config)
-    case["n_params"] = model.param_count(tuple(x.shape[1:]))
-    case["n_inputs"] = config.n_train + config.n_test  # inputs the eNTK was computed on
-    frame = pd.DataFrame(rows, columns=["ridge", "kernel", "metric", "value"])
-    for col, value in reversed(case.items()):
-        frame.insert(0, col, value)
-    return frame
+    return common.tidy_frame(rows, ["ridge", "kernel", "metric", "value"], config,
+                             n_params=model.param_count(tuple(x.shape[1:])),
+                             n_inputs=config.n_train + config.n_test)  # inputs the eNTK was computed on
 
 
 EXPERIMENT = Experiment(

@@ -30,7 +30,7 @@ from __future__ import annotations
 import resource
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -177,11 +177,8 @@ def run(config: Config) -> pd.DataFrame:
         "entk_gb": entk_gb,
         "entk_refused": refused,
     }
-    frame = pd.DataFrame({"kernel": "pntk", "metric": list(values), "value": list(values.values())})
-    case = {**asdict(config), "n_params": n_params}
-    for col, value in reversed(case.items()):
-        frame.insert(0, col, value)
-    return frame
+    rows = [("pntk", metric, value) for metric, value in values.items()]
+    return common.tidy_frame(rows, ["kernel", "metric", "value"], config, n_params=n_params)
 
 
 EXPERIMENT = Experiment(

@@ -44,7 +44,6 @@ fig_spectrum marks cases with inv_condition below 10 eps(dtype) as precision-lim
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from typing import Any, cast
 
 import numpy as np
@@ -143,12 +142,8 @@ def run(config: Config) -> pd.DataFrame:
         for metric, value in spectrum_metrics(mat, eig_full, approx, config.n_outputs).items():
             rows.append((name, metric, value))
 
-    case = asdict(config)
-    case["n_params"] = model.param_count(tuple(x.shape[1:]))
-    frame = pd.DataFrame(rows, columns=["kernel", "metric", "value"])
-    for col, value in reversed(case.items()):
-        frame.insert(0, col, value)
-    return frame
+    return common.tidy_frame(rows, ["kernel", "metric", "value"], config,
+                             n_params=model.param_count(tuple(x.shape[1:])))
 
 
 EXPERIMENT = Experiment(

@@ -36,7 +36,7 @@ survives training, and the other metrics are ``report_only_metrics``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -311,12 +311,8 @@ def run(config: Config) -> pd.DataFrame:
         _, test_acc = _evaluate(evaluate, params, d.x_test, y_test_onehot, d.y_test, chunk)
         rows += [(epoch, "network", "train_loss", train_loss), (epoch, "network", "test_acc", test_acc)]
 
-    case = asdict(config)
-    case["n_params"] = model.param_count(shape)
-    frame = pd.DataFrame(rows, columns=["epoch", "kernel", "metric", "value"])
-    for col, value in reversed(case.items()):
-        frame.insert(0, col, value)
-    return frame
+    return common.tidy_frame(rows, ["epoch", "kernel", "metric", "value"], config,
+                             n_params=model.param_count(shape))
 
 
 EXPERIMENT = Experiment(
