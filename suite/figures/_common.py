@@ -309,6 +309,30 @@ def plot_series(
     return line
 
 
+def plot_fitted(
+    ax: Axes,
+    case: pd.DataFrame,
+    summary: pd.DataFrame | None,
+    key: Mapping[str, Any],
+    *,
+    by: Sequence[str],
+    label: str,
+    **style_kw: Any,
+) -> Line2D:
+    """One series: its :func:`seed_summary` over ``by`` drawn by :func:`plot_series`, with the
+    fitted slope of ``key`` (:func:`slope_text`) in its legend label."""
+    slope = slope_text(case, summary, key)
+    return plot_series(ax, seed_summary(case, list(by)), label=with_slope(label, slope), **style_kw)
+
+
+def append_reference(ax: Axes, rows: pd.DataFrame, handles: list[Any]) -> None:
+    """Draw the n^-1/2 guide from ``rows`` (:func:`style.add_reference`) and add it to the
+    legend ``handles`` when there was data to draw it from."""
+    ref = style.add_reference(ax, rows)
+    if ref is not None:
+        handles.append(ref)
+
+
 def finish_panel(
     sfig: SubFigure,
     ax: Axes,

@@ -40,30 +40,23 @@ def render(data: pd.DataFrame, summary: pd.DataFrame | None = None) -> Figure:
                 case = panel[panel["kernel"] == kernel]
                 if case.empty:
                     continue
-                slope = c.slope_text(
-                    case,
-                    summary,
-                    {
-                        "experiment": "convergence",
-                        "arch": arch,
-                        "depth": depth_of[arch],
-                        "kernel": kernel,
-                        "metric": "rel_frobenius",
-                    },
-                )
+                key = {
+                    "experiment": "convergence",
+                    "arch": arch,
+                    "depth": depth_of[arch],
+                    "kernel": kernel,
+                    "metric": "rel_frobenius",
+                }
                 handles.append(
-                    c.plot_series(
-                        ax,
-                        c.seed_summary(case, ["kernel"]),
+                    c.plot_fitted(
+                        ax, case, summary, key,
+                        by=["kernel"], label=style.kernel_label(kernel),
                         color=style.kernel_color(kernel, kernels),
                         marker=style.KERNEL_MARKERS.get(kernel, "o"),
                         linestyle=style.KERNEL_LINESTYLES.get(kernel, "-"),
-                        label=c.with_slope(style.kernel_label(kernel), slope),
                     )
                 )
-            ref = style.add_reference(ax, panel)
-            if ref is not None:
-                handles.append(ref)
+            c.append_reference(ax, panel, handles)
             c.finish_panel(
                 sfig,
                 ax,

@@ -48,29 +48,22 @@ def render(data: pd.DataFrame, summary: pd.DataFrame | None = None) -> Figure:
             handles = []
             for depth in sorted(panel["depth"].unique()):
                 case = panel[panel["depth"] == depth]
-                slope = c.slope_text(
-                    case,
-                    summary,
-                    {
-                        "experiment": "convergence",
-                        "arch": arch,
-                        "depth": depth,
-                        "kernel": "pntk",
-                        "metric": "rel_frobenius",
-                    },
-                )
+                key = {
+                    "experiment": "convergence",
+                    "arch": arch,
+                    "depth": depth,
+                    "kernel": "pntk",
+                    "metric": "rel_frobenius",
+                }
                 handles.append(
-                    c.plot_series(
-                        ax,
-                        c.seed_summary(case, ["depth"]),
+                    c.plot_fitted(
+                        ax, case, summary, key,
+                        by=["depth"], label=f"depth {depth}",
                         color=colors[depth],
                         marker=markers[depth],
-                        label=c.with_slope(f"depth {depth}", slope),
                     )
                 )
-            ref = style.add_reference(ax, panel)
-            if ref is not None:
-                handles.append(ref)
+            c.append_reference(ax, panel, handles)
             c.finish_panel(
                 sfig,
                 ax,

@@ -90,22 +90,18 @@ def render(data: pd.DataFrame, summary: pd.DataFrame | None = None) -> Figure:
                         continue
                     key = {"experiment": EXPERIMENT, "arch": arch, "depth": depth, "n_outputs": o,
                            "kernel": kernel, "metric": "rel_frobenius"}
-                    slope = c.slope_text(case, summary, key)
                     handles.append(
-                        c.plot_series(
-                            ax,
-                            c.seed_summary(case, ["kernel"]),
+                        c.plot_fitted(
+                            ax, case, summary, key,
+                            by=["kernel"], label=LABELS.get(kernel, kernel),
                             color=_color(kernel, kernels),
                             marker=MARKERS.get(kernel, "o"),
                             linestyle=LINESTYLES.get(kernel, "-"),
-                            label=c.with_slope(LABELS.get(kernel, kernel), slope),
                             band=kernel == "pntk",
                             filled=kernel != UNSCALED,
                         )
                     )
-                ref = style.add_reference(ax, panel)
-                if ref is not None:
-                    handles.append(ref)
+                c.append_reference(ax, panel, handles)
                 c.finish_panel(
                     sfig, ax, panel["width"].unique(), handles,
                     ylabel=YLABEL if j == 0 else None,

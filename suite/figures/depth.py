@@ -95,20 +95,16 @@ def render(data: pd.DataFrame, summary: pd.DataFrame | None = None) -> Figure:
                        "kernel": "pntk", "metric": "rel_frobenius"}
                 if stages and summary is not None and "stages" in summary.columns:
                     key["stages"] = stages
-                slope = c.slope_text(case, summary, key)
                 handles.append(
-                    c.plot_series(
-                        ax,
-                        c.seed_summary(case, ["depth"]),
+                    c.plot_fitted(
+                        ax, case, summary, key,
+                        by=["depth"], label=_series_label(arch, int(depth), stages),
                         color=colors[depth],
                         marker=style.DEPTH_MARKERS[depth_rank[depth] % len(style.DEPTH_MARKERS)],
-                        label=c.with_slope(_series_label(arch, int(depth), stages), slope),
                     )
                 )
                 prefactors.append((arch, int(depth), stages, prefactor(case)))
-            ref = style.add_reference(ax, panel)
-            if ref is not None:
-                handles.append(ref)
+            c.append_reference(ax, panel, handles)
             # Blank entries keep every panel's legend, hence its plot area, the same height.
             handles += [Line2D([], [], linestyle="none", label=" ")] * (n_entries - len(handles))
             c.finish_panel(

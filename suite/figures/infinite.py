@@ -54,31 +54,24 @@ def render(data: pd.DataFrame, summary: pd.DataFrame | None = None) -> Figure:
                 case = panel[(panel["metric"] == metric) & (panel["kernel"] == kernel)]
                 if case.empty:
                     continue
-                slope = c.slope_text(
-                    case,
-                    summary,
-                    {
-                        "experiment": "convergence",
-                        "arch": arch,
-                        "depth": depth_of[arch],
-                        "kernel": kernel,
-                        "metric": metric,
-                    },
-                )
+                key = {
+                    "experiment": "convergence",
+                    "arch": arch,
+                    "depth": depth_of[arch],
+                    "kernel": kernel,
+                    "metric": metric,
+                }
                 handles.append(
-                    c.plot_series(
-                        ax,
-                        c.seed_summary(case, ["kernel"]),
+                    c.plot_fitted(
+                        ax, case, summary, key,
+                        by=["kernel"], label=label,
                         color=style.kernel_color(kernel),
                         marker=style.KERNEL_MARKERS.get(kernel, "o"),
                         linestyle=linestyle,
                         filled=filled,
-                        label=c.with_slope(label, slope),
                     )
                 )
-            ref = style.add_reference(ax, panel[panel["metric"] == "rel_frobenius_inf"])
-            if ref is not None:
-                handles.append(ref)
+            c.append_reference(ax, panel[panel["metric"] == "rel_frobenius_inf"], handles)
             c.finish_panel(
                 sfig,
                 ax,

@@ -206,21 +206,17 @@ def render(data: pd.DataFrame, summary: pd.DataFrame | None = None) -> Figure:
                        "metric": "rel_frobenius"}
                 if len(depths) == 1:
                     key["depth"] = depths[0]
-                slope = c.slope_text(case, summary, key)
                 handles.append(
-                    c.plot_series(
-                        ax,
-                        c.seed_summary(case, ["n_outputs"]),
+                    c.plot_fitted(
+                        ax, case, summary, key,
+                        by=["n_outputs"], label=f"O = {o}",
                         color=colors[o],
                         marker=markers[o],
-                        label=c.with_slope(f"O = {o}", slope),
                     )
                 )
             # The n^-1/2 guide starts at the middle O, so it runs through the data.
             middle = outputs[len(outputs) // 2]
-            ref = style.add_reference(ax, panel[panel["n_outputs"] == middle])
-            if ref is not None:
-                handles.append(ref)
+            c.append_reference(ax, panel[panel["n_outputs"] == middle], handles)
             depth_text = f"depth {depths[0]}, " if len(depths) == 1 else ""
             c.finish_panel(
                 sfig,

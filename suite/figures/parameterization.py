@@ -84,28 +84,21 @@ def render(data: pd.DataFrame, summary: pd.DataFrame | None = None) -> Figure:
                     case = panel[(panel["parameterization"] == param) & (panel["depth"] == depth)]
                     if case.empty:
                         continue
-                    slope = c.slope_text(
-                        case,
-                        summary,
-                        {"experiment": EXPERIMENT, "arch": arch, "depth": depth,
-                         "parameterization": param, "kernel": "pntk", "metric": "rel_frobenius"},
-                    )
+                    key = {"experiment": EXPERIMENT, "arch": arch, "depth": depth,
+                           "parameterization": param, "kernel": "pntk", "metric": "rel_frobenius"}
                     handles.append(
-                        c.plot_series(
-                            ax,
-                            c.seed_summary(case, ["parameterization", "depth"]),
+                        c.plot_fitted(
+                            ax, case, summary, key,
+                            by=["parameterization", "depth"], label=f"{_param_label(param)}, depth {depth}",
                             color=colors[param],
                             marker=style.DEPTH_MARKERS[k % len(style.DEPTH_MARKERS)],
                             linestyle=DEPTH_LINESTYLES[k % len(DEPTH_LINESTYLES)],
                             filled=k == 0,
-                            label=c.with_slope(f"{_param_label(param)}, depth {depth}", slope),
                         )
                     )
             # The guide starts at the NTK-parameterization data (the theorem's setting).
             base = panel[panel["parameterization"] == "ntk"]
-            ref = style.add_reference(ax, base if not base.empty else panel)
-            if ref is not None:
-                handles.append(ref)
+            c.append_reference(ax, base if not base.empty else panel, handles)
             one_layer = panel[(panel["parameterization"] == "standard") & (panel["depth"] == 1)]
             if arch in FAST_RATE_ARCHS and not one_layer.empty:
                 fast = _fast_reference(ax, one_layer)

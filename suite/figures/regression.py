@@ -114,9 +114,7 @@ def render(data: pd.DataFrame, summary: pd.DataFrame | None = None) -> Figure:
                         label=c.with_slope(ridge_label(ridge), c.slope_text(case, summary, key)),
                     )
                 )
-            ref = style.add_reference(ax, panel)
-            if ref is not None:
-                handles.append(ref)
+            c.append_reference(ax, panel, handles)
             c.finish_panel(sfig, ax, panel["width"].unique(), handles,
                            ylabel=DIFF_LABEL if j == 0 else None,
                            title=f"{style.arch_label(arch)} (depth {depth})")

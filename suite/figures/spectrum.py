@@ -76,7 +76,13 @@ def render(data: pd.DataFrame, summary: pd.DataFrame | None = None) -> Figure:
                 handles: list[Line2D] = []
                 for depth in sorted(panel["depth"].unique()):
                     case = panel[panel["depth"] == depth]
-                    key = {"experiment": EXPERIMENT, "arch": arch, "depth": depth, "kernel": "pntk", "metric": metric}
+                    key = {
+                        "experiment": EXPERIMENT,
+                        "arch": arch,
+                        "depth": depth,
+                        "kernel": "pntk",
+                        "metric": metric,
+                    }
                     # A NaN (numerically singular eNTK) leaves the summary without a slope for the
                     # whole series; fit the finite points here instead and say so.
                     dropped = int(((raw["arch"] == arch) & (raw["depth"] == depth)).sum()) - len(case)
@@ -93,9 +99,7 @@ def render(data: pd.DataFrame, summary: pd.DataFrame | None = None) -> Figure:
                         )
                     )
                 if guaranteed:
-                    ref = style.add_reference(ax, panel)
-                    if ref is not None:
-                        handles.append(ref)
+                    c.append_reference(ax, panel, handles)
                 else:
                     marked = _mark_precision_limited(ax, panel, flagged)
                     if marked is not None:
