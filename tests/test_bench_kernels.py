@@ -160,9 +160,19 @@ def direction(kernel: str, n_outputs: int) -> jax.Array:
     return jnp.asarray(v, jnp.float32)
 
 
-def kernel_call(kernel: str, implementation: str, problem: Problem) -> tuple[str, Callable[[], jax.Array]]:
-    """The implementation ``implementation`` runs here (``auto`` resolved as the public API
-    resolves it) and a zero-argument callable running that compiled kernel to completion.
+@dataclass(frozen=True)
+class KernelCall:
+    """What :func:`kernel_call` prepares: the implementation that runs (``auto`` resolved as the
+    public API resolves it), a zero-argument callable running that compiled kernel to
+    completion, and XLA's estimate of the bytes one call allocates (None if not reported)."""
+
+    resolved: str
+    run: Callable[[], jax.Array]
+    compiled_bytes: int | None
+
+
+def kernel_call(kernel: str, implementation: str, problem: Problem) -> KernelCall:
+    """The compiled kernel the public API would run for ``problem``.
 
     The callable runs the same cached executable as the public API, so the kernel is compiled
     once for the benchmark, the API check and the reference.
@@ -174,9 +184,7 @@ def kernel_call(kernel: str, implementation: str, problem: Problem) -> tuple[str
         args = (*args, direction(kernel, problem.model.config.n_outputs))
     concrete = kernels.concrete_implementation(kernel, implementation, apply_fn, args)
     fn = kernels.executable(kernel, apply_fn, concrete, mode, args)
-    call = lambda: jax.block_until_ready(fn(*args))  # noqa: E731
-    call.compiled_bytes = kernels.compiled_bytes(fn)  # type: ignore[attr-defined]
-    return concrete, call
+    return KernelCall(concrete, lambda: jax.block_until_ready(fn(*args)), kernels.compiled_bytes(fn))
 
 
 def machine_info() -> dict[str, Any]:
@@ -226,10 +234,10 @@ def check_against_reference(benchmark: Any, kernel: str, implementation: str, pr
 
 
 def record(benchmark: Any, bench: str, kernel: str, implementation: str, problem: Problem,
-           resolved: str, call: Any = None) -> None:
-    """extra_info of a kernel benchmark; ``call`` from :func:`kernel_call` adds its compiled bytes."""
-    if getattr(call, "compiled_bytes", None) is not None:
-        benchmark.extra_info["compiled_bytes"] = call.compiled_bytes
+           resolved: str, compiled_bytes: int | None = None) -> None:
+    """extra_info of a benchmark (``compiled_bytes``: XLA's estimate, when known)."""
+    if compiled_bytes is not None:
+        benchmark.extra_info["compiled_bytes"] = compiled_bytes
     benchmark.extra_info.update(
         bench=bench,
         model=problem.model_id,
@@ -293,9 +301,9 @@ def _grid() -> list[Any]:
 def test_kernel(benchmark, arch, n_outputs, kernel, implementation):
     problem = grid_problem(arch, n_outputs)
     benchmark.group = f"{arch}-O{n_outputs}-{kernel}"
-    resolved, fn = kernel_call(kernel, implementation, problem)
-    record(benchmark, "kernels", kernel, implementation, problem, resolved, fn)
-    got = run_benchmark(benchmark, fn)
+    call = kernel_call(kernel, implementation, problem)
+    record(benchmark, "kernels", kernel, implementation, problem, call.resolved, call.compiled_bytes)
+    got = run_benchmark(benchmark, call.run)
     check_against_reference(benchmark, kernel, implementation, problem, got)
 
 
@@ -321,11 +329,11 @@ def test_fig1_pair(benchmark, stages, n_outputs, kernel, implementation):
     problem = fig1_problem(stages, n_outputs)
     benchmark.group = f"fig1-{stages}-O{n_outputs}"
     try:
-        resolved, fn = kernel_call(kernel, implementation, problem)
+        call = kernel_call(kernel, implementation, problem)
     except kernels.MemoryBudgetError as exc:
         pytest.skip(f"{stages} at O={n_outputs} does not fit this machine: {exc}")
-    record(benchmark, "fig1", kernel, implementation, problem, resolved, fn)
-    got = run_benchmark(benchmark, fn)
+    record(benchmark, "fig1", kernel, implementation, problem, call.resolved, call.compiled_bytes)
+    got = run_benchmark(benchmark, call.run)
     expected_shape = (1, 1, n_outputs, n_outputs) if kernel == "entk" else (1, 1)
     assert got.shape == expected_shape
     check_against_reference(benchmark, kernel, implementation, problem, got)
@@ -395,11 +403,11 @@ def test_scaling(benchmark, arch, n, part):
     benchmark.group = f"scaling-{arch}-N{n:04d}"
     apply_fn = problem.model.apply_fn
     if part in ("pntk", "entk"):
-        resolved, fn = kernel_call(part, "auto", problem)
-        record(benchmark, "scaling", part, "auto", problem, resolved, fn)
+        call = kernel_call(part, "auto", problem)
+        record(benchmark, "scaling", part, "auto", problem, call.resolved, call.compiled_bytes)
+        fn = call.run
     elif part == "pntk_blocked":
-        resolved = "blocked"
-        record(benchmark, "scaling", "pntk", "blocked", problem, resolved)
+        record(benchmark, "scaling", "pntk", "blocked", problem, "blocked")
 
         def fn() -> np.ndarray:
             return blocked.pntk_blocked(apply_fn, problem.params, problem.x1, progress=False)
@@ -446,12 +454,12 @@ def test_api_overhead(benchmark, arch, path):
     """pNTK (auto) through the public API (validation, memory check) vs the compiled kernel alone."""
     problem = grid_problem(arch, OUTPUTS[0])
     benchmark.group = f"api-{arch}-O{OUTPUTS[0]}-pntk"
-    resolved, compiled = kernel_call("pntk", "auto", problem)
-    record(benchmark, "api", "pntk", "auto", problem, resolved, compiled)
+    call = kernel_call("pntk", "auto", problem)
+    record(benchmark, "api", "pntk", "auto", problem, call.resolved, call.compiled_bytes)
     benchmark.extra_info["path"] = path
 
     def api() -> jax.Array:
         return jax.block_until_ready(kernels.pntk(problem.model.apply_fn, problem.params, problem.x1))
 
-    got = run_benchmark(benchmark, api if path == "api" else compiled)
+    got = run_benchmark(benchmark, api if path == "api" else call.run)
     check_against_reference(benchmark, "pntk", "auto", problem, got)
