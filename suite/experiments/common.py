@@ -91,6 +91,11 @@ def rel_frobenius(a: np.ndarray, b: np.ndarray) -> float:
 # --------------------------------------------------------------------------- provenance
 
 
+def case_id(config: Any) -> str:
+    """Readable id of a case with arch, depth, width and seed, e.g. ``mlp-d03-w0512-s2``."""
+    return f"{config.arch}-d{config.depth:02d}-w{config.width:04d}-s{config.seed}"
+
+
 def tidy_frame(rows: Any, columns: list[str], config: Any, **extra: Any) -> pd.DataFrame:
     """The tidy frame an experiment returns: one row per entry of ``rows`` (tuples in the order
     of ``columns``, or a mapping of columns), preceded by the case's columns, every field of the

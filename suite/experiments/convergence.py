@@ -63,7 +63,7 @@ class Config:
     @property
     def id(self) -> str:
         """Readable case id, e.g. ``mlp-d03-w0512-s2``."""
-        return f"{self.arch}-d{self.depth:02d}-w{self.width:04d}-s{self.seed}"
+        return common.case_id(self)
 
     def model_config(self) -> models.ModelConfig:
         return models.ModelConfig(

@@ -36,13 +36,11 @@ FULL_DEPTHS = convergence.FULL_DEPTHS
 
 
 def _grid(widths, depths, seeds: int, **common_fields) -> list[convergence.Config]:
+    """convergence's grid once per parameterization."""
     return [
-        convergence.Config(arch, depth, width, seed, parameterization=param, **common_fields)
+        cfg
         for param in PARAMETERIZATIONS
-        for arch in widths
-        for depth in depths[arch]
-        for width in widths[arch]
-        for seed in range(seeds)
+        for cfg in convergence.make_grid(widths, depths, seeds, parameterization=param, **common_fields)
     ]
 
 

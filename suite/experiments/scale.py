@@ -83,7 +83,7 @@ class Config:
     @property
     def id(self) -> str:
         """Readable case id, e.g. ``cnn-d02-w0032-s0``."""
-        return f"{self.arch}-d{self.depth:02d}-w{self.width:04d}-s{self.seed}"
+        return common.case_id(self)
 
     def model_config(self) -> models.ModelConfig:
         return models.ModelConfig(self.arch, width=self.width, depth=self.depth, n_outputs=self.n_outputs)

@@ -115,7 +115,7 @@ class Config:
     @property
     def id(self) -> str:
         """Readable case id, e.g. ``mlp-d02-w0512-s2``."""
-        return f"{self.arch}-d{self.depth:02d}-w{self.width:04d}-s{self.seed}"
+        return common.case_id(self)
 
     @property
     def checkpoints(self) -> tuple[int, ...]:
