@@ -414,7 +414,7 @@ def summarize(json_path: str | Path, figure: str | None = None) -> str:
         "relative to the eNTK of the same network and implementation.",
         "",
     ]
-    key = headline(json_path)
+    key = _headline(df)
     if key:
         lines += ["## Key ratios and targets", "", *key, ""]
     sp = speedups(df)
@@ -450,7 +450,10 @@ def headline(json_path: str | Path) -> list[str]:
     """A few markdown bullet lines with a run's key ratios, for the verification report:
     Figure 1's speedup and memory against O, the main grid's pNTK/eNTK speedups, speedup
     against N, the near-the-limit ratio and auto against the fastest implementation."""
-    df = ratios(load(json_path))
+    return _headline(ratios(load(json_path)))
+
+
+def _headline(df: pd.DataFrame) -> list[str]:
     lines = []
     f1 = fig1_table(df)
     for model, g in (f1.groupby("model", sort=True) if not f1.empty else []):

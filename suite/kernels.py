@@ -380,7 +380,7 @@ def _choose(
     if key in _AUTO_CHOICE:
         return _AUTO_CHOICE[key], None
     timings: dict[str, float] = {}
-    outputs: dict[str, jax.Array] = {}
+    kept: tuple[str, jax.Array] | None = None  # the best candidate so far and its result
     budget = memory_budget()
     for candidate in AUTO_CANDIDATES[mode]:
         if problem is not None and estimate_bytes(kernel, problem, candidate) > budget:
@@ -401,15 +401,14 @@ def _choose(
                 out = jax.block_until_ready(exe(*args))
                 runs.append(time.perf_counter() - start)
             timings[candidate] = min(runs)
-        best = pick_with_margin(timings, AUTO_MARGIN)
-        keep = best == candidate and 2 * out.nbytes <= budget
-        outputs = {candidate: out} if keep else {k: v for k, v in outputs.items() if k == best}
+        if pick_with_margin(timings, AUTO_MARGIN) == candidate:
+            kept = (candidate, out) if 2 * out.nbytes <= budget else None
         del out
     if not timings:  # every candidate is over budget: let the caller's check say so
         return AUTO_CANDIDATES[mode][0], None
     chosen = pick_with_margin(timings, AUTO_MARGIN)
     _AUTO_CHOICE[key] = chosen
-    return chosen, outputs.get(chosen)
+    return chosen, kept[1] if kept is not None and kept[0] == chosen else None
 
 
 def pick_with_margin(timings: dict[str, float], margin: float) -> str:
