@@ -11,17 +11,17 @@ so its cost can be timed:
   metric of ``convergence``), for every approximation K.
 * ``seconds``: median wall time of 3 calls of the kernel's jitted function, each ending in
   ``jax.block_until_ready`` (the eNTK included), after one untimed call that compiles it (the
-  call that produced the kernel's value). The jitted function is
-  ``kernels.compiled(apply_fn, implementation, mode)``, the one ``compute`` calls after
-  validating its inputs, so input checks are not timed. Informative only: other processes
-  may share the machine; benchmarks live in tests/test_bench_kernels.py.
+  call that produced the kernel's value). The timed function is the compiled executable of
+  ``kernels.prepare(k, apply_fn, params, x, implementation=...)``, the one ``compute`` runs
+  after validating its inputs, so input checks are not timed. Informative only: other
+  processes may share the machine; benchmarks live in tests/test_bench_kernels.py.
 * ``jacobians_per_input``: ``KERNELS[k].jacobians_per_input(O)``: 1 for the pNTK, first logit,
   projection and unscaled sum; O for the mean trace and the eNTK.
 
 The unscaled sum is the NTK of sum_i f_i, i.e. 1^T Theta 1 = sum_ij Theta_ij per pair, which
 is O times the pNTK (the NTK of (1/sqrt O) sum_i f_i). Divided by O it IS the pNTK, identically,
 so its error equals the pNTK's up to rounding; it is computed separately (kernel
-``unscaled_sum``: ``kernels.compiled(apply_fn, impl, "scalar")`` with v = ones, then / O)
+``unscaled_sum``: the pNTK's prepared executable with v = ones instead of 1/sqrt(O), then / O)
 because TE-NAS- and TRAK-style code uses the unscaled sum and must divide by O before it is
 compared with an eNTK (theory.md §1, "unscaled sum").
 
@@ -45,6 +45,7 @@ import pandas as pd
 from suite import kernels
 from suite.errors import SuiteError
 from suite.experiments import Experiment, common, convergence
+from suite.stats import Prediction
 
 VERSION = "1"
 
@@ -95,6 +96,9 @@ def _grid(widths, outputs, seeds: int, **common_fields) -> list[Config]:
     ]
 
 
+#: Every approximation shares the pNTK's limit and rate at initialization (THEORY.md §3).
+PREDICTIONS = {"rel_frobenius": Prediction("slope", -0.5, "T2 (alternatives at init, THEORY.md §3)")}
+
 GRIDS = {
     "quick": lambda: _grid(QUICK_WIDTHS, (10,), 3, dataset="digits", n_inputs=32),
     "full": lambda: _grid(FULL_WIDTHS, (10, 100), 5, dataset="mnist5k", n_inputs=64),
@@ -119,48 +123,37 @@ def own_kernel(name: str, apply_fn, params, x, implementation: str, seed: int) -
     """Kernel ``name`` by its own implementation: ``KERNELS[name].compute`` for registered
     kernels, the NTK of 1^T f divided by O for ``unscaled_sum``."""
     if name == UNSCALED:
-        return timed_calls(apply_fn, params, x, implementation, seed)[UNSCALED]()
+        return _unscaled_call(kernels.prepare("pntk", apply_fn, params, x, implementation=implementation))()
     kw = kernel_kwargs(seed).get(name, {})
     return kernels.KERNELS[name].compute(apply_fn, params, x, implementation=implementation, **kw)
 
 
 def timed_calls(apply_fn, params, x, implementation: str, seed: int) -> dict[str, Callable[[], jax.Array]]:
-    """Zero-argument callables of the jitted kernel functions, one per kernel.
+    """Zero-argument callables of the compiled kernels, one per kernel.
 
-    These are the functions ``KERNELS[k].compute`` ends in (``kernels.compiled`` with the
-    kernel's mode and output direction v), minus its input validation, so a timing measures
-    the kernel alone. ``unscaled_sum`` is the NTK of 1^T f (v = ones) divided by O.
+    Each is the executable of ``kernels.prepare`` (the one ``KERNELS[k].compute`` runs, with
+    the kernel's output direction v from its registry entry), minus the input checks, so a
+    timing measures the kernel alone. The scalar kernels share auto's choice (one compiled
+    mode). ``unscaled_sum`` is the NTK of 1^T f (v = ones) divided by O.
     """
-    o = int(jax.eval_shape(apply_fn, params, x[:1]).shape[1])
-    dtype = jnp.asarray(x).dtype
-    # the scalar kernels share one implementation: auto's choice for the pNTK's call
-    scalar_args = (x, None, params, jnp.ones(o, dtype) / np.sqrt(o))
-    scalar_impl = kernels.concrete_implementation("pntk", implementation, apply_fn, scalar_args)
-    scalar = kernels.compiled(apply_fn, scalar_impl, "scalar")
-    # auto's choices for these calls, as KERNELS[k].compute makes them
-    full_impl = kernels.concrete_implementation("entk", implementation, apply_fn, (x, None, params))
-    trace_impl = kernels.concrete_implementation("trace_ntk", implementation, apply_fn, (x, None, params))
-    full = kernels.compiled(apply_fn, full_impl, "full")
-    trace = kernels.compiled(apply_fn, trace_impl, "trace")
-    vectors = {
-        "pntk": np.ones(o) / np.sqrt(o),
-        "logit_ntk": np.eye(o)[kernel_kwargs(seed)["logit_ntk"]["index"]],
-        "projected_ntk": kernels.projection(kernel_kwargs(seed)["projected_ntk"]["key"], o),
-        UNSCALED: np.ones(o),
-    }
-    v = {k: jnp.asarray(vec, dtype) for k, vec in vectors.items()}
-    calls: dict[str, Callable[[], jax.Array]] = {
-        "entk": lambda: full(x, None, params),
-        "trace_ntk": lambda: trace(x, None, params),
-        UNSCALED: lambda: scalar(x, None, params, v[UNSCALED]) / o,
-    }
-    for name in ("pntk", "logit_ntk", "projected_ntk"):
-        calls[name] = _scalar_call(scalar, x, params, v[name])
+    calls: dict[str, Callable[[], jax.Array]] = {}
+    for name in kernels.KERNELS:
+        kw = kernel_kwargs(seed).get(name, {})
+        calls[name] = _bare_call(kernels.prepare(name, apply_fn, params, x, implementation=implementation, **kw))
+    calls[UNSCALED] = _unscaled_call(kernels.prepare("pntk", apply_fn, params, x, implementation=implementation))
     return calls
 
 
-def _scalar_call(scalar, x, params, v) -> Callable[[], jax.Array]:
-    return lambda: scalar(x, None, params, v)
+def _bare_call(prepared: kernels.Prepared) -> Callable[[], jax.Array]:
+    return lambda: prepared.executable(*prepared.args)
+
+
+def _unscaled_call(pntk: kernels.Prepared) -> Callable[[], jax.Array]:
+    """The pNTK's executable with v = ones (the NTK of 1^T f), divided by O."""
+    o = pntk.problem.n_outputs
+    x, x2, params, v = pntk.args
+    ones = jnp.ones(o, v.dtype)
+    return lambda: pntk.executable(x, x2, params, ones) / o
 
 
 def median_seconds(call: Callable[[], jax.Array], repeats: int = REPEATS, warmup: bool = True) -> float:
@@ -210,6 +203,7 @@ EXPERIMENT = Experiment(
     config_type=Config,
     grids=GRIDS,
     run=run,
+    predict=lambda series: PREDICTIONS.get(series["metric"]),
     verify=False,
     order=25,
     timed=True,
