@@ -5,6 +5,7 @@
     nox -s lint                  # ruff + mypy
     nox -s bench                 # time the kernels -> reports/bench/<machine>-<stamp>.json, .md, .png
     nox -s bench_compare         # newest run vs reports/bench/baseline-cpu.json; fails on a >25% regression
+    nox -s gate                  # exit 1 unless reports/summary.json's headline verdicts are consistent
     nox -s figures               # re-render figures from reports/data
     nox -s reproduce             # every experiment's full grid, then the report and figures
 
@@ -118,6 +119,13 @@ def bench_compare(session: nox.Session) -> None:
     install(session)
     args = session.posargs or [str(BASELINE), "--threshold", "0.25"]
     session.run("python", "-m", "suite.bench", "compare", *args)
+
+
+@nox.session
+def gate(session: nox.Session) -> None:
+    """Fail when a headline verdict in reports/summary.json is not consistent, or a contradiction is unexplained."""
+    install(session)
+    session.run("python", "-m", "suite", "gate", *session.posargs)
 
 
 @nox.session(default=False)

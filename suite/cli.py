@@ -1,4 +1,4 @@
-"""Command line: ``python -m suite {list,run,verify,report,figures}``.
+"""Command line: ``python -m suite {list,run,verify,report,figures,publish,gate}``.
 
 Errors in what the user asked for print one line naming the problem and the fix, and exit 2.
 """
@@ -47,6 +47,9 @@ def _parser() -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=text)
         sp.add_argument("--out", type=Path, default=paths.REPORTS, help="reports directory (default: reports/)")
         sp.add_argument("--grid", choices=GRID_NAMES, default=None, help="grid to report (default: last run)")
+    gate = sub.add_parser("gate", help="exit 1 when a headline series is not consistent or a contradiction is unexplained")
+    gate.add_argument("--summary", type=Path, default=paths.REPORTS / "summary.json",
+                      help="summary.json to judge (default: reports/summary.json)")
     return p
 
 
@@ -106,6 +109,23 @@ def _report(out: Path, grid: str | None) -> None:
     print(f"wrote {written['summary']}, {written['report']} and {len(written['figures'])} figure files")
 
 
+def _gate(path: Path) -> int:
+    from suite import report
+
+    rows = report.load_summary(path)
+    for r in (r for r in rows if r.get("headline")):
+        slope = "nan" if r["slope"] is None else f"{r['slope']:+.2f}"
+        print(f"  headline {r['arch']:7s} depth {r['depth']}: slope {slope}  -> {r['verdict']}")
+    problems = report.gate(rows)
+    for line in problems:
+        print(f"FAIL: {line}")
+    if problems:
+        print(f"gate failed: {len(problems)} problem(s) in {path}")
+        return 1
+    print(f"gate passed: every headline series is consistent and no contradiction is unexplained ({path})")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = _parser().parse_args(argv)
@@ -120,6 +140,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from suite.experiments import EXPERIMENTS
 
             _run([n for n, e in EXPERIMENTS.items() if e.verify], args)
+        elif args.command == "gate":
+            return _gate(args.summary)
         elif args.command == "publish":
             from suite import runner
 

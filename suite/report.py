@@ -1,6 +1,9 @@
-"""Reports from saved results: ``summary.json`` (fitted rates and verdicts), figures, REPORT.md.
+"""Reports from saved results: ``summary.json`` (fitted rates and verdicts), figures, REPORT.md,
+and the gate a CI job runs on ``summary.json``.
 
-Reads only ``<out>/data/*.csv`` written by :mod:`suite.runner`; never computes a kernel.
+Reads only ``<out>/data/*.csv`` written by :mod:`suite.runner`; never computes a kernel. The
+statistics behind a verdict are in :mod:`suite.stats`; the predictions each experiment
+declares, and the schema of ``summary.json``, are explained in ``reports/THEORY.md``.
 """
 
 from __future__ import annotations
@@ -19,15 +22,20 @@ from suite.errors import SuiteError
 from suite.experiments import EXPERIMENTS, Experiment
 from suite.store import ResultStore, atomic_write_json, atomic_write_text
 
-#: Verdict of series whose metric has no theoretical rate (Experiment.report_only_metrics).
+#: Verdict of series for which the theory predicts nothing (see :func:`suite.stats.verdict`).
 REPORTED = "reported"
+
+#: Version of the ``summary.json`` layout (reports/THEORY.md §11); bumped on any change to
+#: its fields or their meaning. Version 1 was a bare list of rows without predictions.
+SCHEMA_VERSION = 2
+
+_NO_CLAIM = "no rate is claimed by the theory; slope shown as measured"
 
 #: The paper's headline quantity (experiment, kernel, metric): the verdict table shows it first.
 HEADLINE = ("convergence", "pntk", "rel_frobenius")
 
 #: Columns of a summary row that are not part of what identifies its series.
-_FIT_COLUMNS = {"slope", "slope_ci_low", "slope_ci_high", "r2", "n_widths", "n_seeds", "monotone", "verdict", "note",
-                "value_at_max_width"}
+_FIT_COLUMNS = {*stats.SUMMARY_COLUMNS, "value_at_max_width", "headline"}
 _SHOWN = {"experiment", "arch", "depth", "kernel", "metric"}
 
 
@@ -57,7 +65,7 @@ def summarize(exp: Experiment, rows: pd.DataFrame) -> pd.DataFrame:
     undefined = rows["metric"].isin(exp.report_only_metrics) & ~np.isfinite(rows["value"])
     dropped = rows[undefined].groupby(by, dropna=False).size()
     rows = rows[~undefined]
-    summary = stats.summarize(rows, by=by)
+    summary = stats.summarize(rows, by=by, predict=exp.prediction)
     summary.insert(0, "experiment", exp.name)
     # The seed-mean (geometric) value at the largest width: a number for every series, also
     # those with one width (no slope) or no claimed rate.
@@ -65,9 +73,11 @@ def summarize(exp: Experiment, rows: pd.DataFrame) -> pd.DataFrame:
     positive = at_max[at_max["value"] > 0]
     means = positive.groupby(by, dropna=False)["value"].apply(lambda v: float(np.exp(np.log(v).mean())))
     summary = summary.merge(means.rename("value_at_max_width").reset_index(), on=by, how="left")
-    report_only = summary["metric"].isin(exp.report_only_metrics)
-    summary.loc[report_only, "verdict"] = REPORTED
-    summary.loc[report_only, "note"] = "no rate is claimed by the theory; slope shown as measured"
+    reported = summary["verdict"] == REPORTED
+    summary.loc[reported, "note"] = [
+        f"{note}; {_NO_CLAIM}" if note else _NO_CLAIM for note in summary.loc[reported, "note"]
+    ]
+    summary["headline"] = is_headline(summary)
     for key, count in dropped.items():
         key = key if isinstance(key, tuple) else (key,)
         mask = np.logical_and.reduce([summary[c] == v for c, v in zip(by, key, strict=True)])
@@ -93,7 +103,13 @@ def build(out: str | Path | None = None, grid: str | None = None) -> dict[str, A
     summaries = [summarize(EXPERIMENTS[name], rows) for name, (rows, _) in results.items()]
     summary = pd.concat(summaries, ignore_index=True)
     summary_path = out / "summary.json"
-    atomic_write_json(summary_path, _records(summary))
+    atomic_write_json(summary_path, {
+        "schema_version": SCHEMA_VERSION,
+        "schema": "reports/THEORY.md §11",
+        "band_halfwidth": stats.THRESHOLDS.band_halfwidth,
+        "ci_level": stats.THRESHOLDS.ci_level,
+        "rows": _records(summary),
+    })
 
     written: list[Path] = []
     shown: list[tuple[Any, Path]] = []
@@ -116,7 +132,7 @@ def _records(summary: pd.DataFrame) -> list[dict[str, Any]]:
     for row in summary.to_dict(orient="records"):
         clean = {}
         for k, v in row.items():
-            if isinstance(v, float) and math.isnan(v):
+            if isinstance(v, float) and not math.isfinite(v):  # NaN, or a bound's open band end
                 v = None
             elif v is pd.NA:
                 v = None
@@ -131,11 +147,15 @@ def _fmt(x: Any, digits: int = 2) -> str:
     return f"{x:+.{digits}f}" if isinstance(x, float) else str(x)
 
 
+def is_headline(summary: pd.DataFrame) -> pd.Series:
+    """Which rows are the paper's headline quantity (:data:`HEADLINE`), one per arch and depth."""
+    experiment, kernel, metric = HEADLINE
+    return (summary["experiment"] == experiment) & (summary["kernel"] == kernel) & (summary["metric"] == metric)
+
+
 def headline(summary: pd.DataFrame) -> pd.DataFrame:
     """The summary rows of the paper's headline quantity (see :data:`HEADLINE`)."""
-    experiment, kernel, metric = HEADLINE
-    mask = (summary["experiment"] == experiment) & (summary["kernel"] == kernel) & (summary["metric"] == metric)
-    return summary[mask]
+    return summary[is_headline(summary)]
 
 
 def _series_label(row: pd.Series, varying: list[str]) -> str:
@@ -162,49 +182,62 @@ def _yes_no(flag: Any) -> str:
 
 def _verdict_table(summary: pd.DataFrame) -> str:
     lines = [
-        "| experiment | arch | depth | series | kernel | metric | value at widest | slope | 95% CI | R² | widths × seeds | monotone | verdict |",
+        "| experiment | arch | depth | series | kernel | metric | value at widest | slope | 95% CI | predicted | widths × seeds | monotone | verdict |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     varying = _varying(summary)
     for (_, row), r in zip(summary.iterrows(), summary.itertuples(index=False), strict=True):
         series = _series_label(row, varying.get(r.experiment, [])) or "–"
         ci = f"[{_fmt(r.slope_ci_low)}, {_fmt(r.slope_ci_high)}]"
-        r2 = "–" if pd.isna(r.r2) else f"{r.r2:.2f}"
         note = f" ({r.note})" if isinstance(r.note, str) and r.note else ""
+        why = f" ({stats.REASONS[r.reason]})" if isinstance(r.reason, str) and r.reason else ""
         lines.append(
-            f"| {r.experiment} | {r.arch} | {r.depth} | {series} | {r.kernel} | {r.metric} | {_value(r.value_at_max_width)} | {_fmt(r.slope)} | {ci} | "
-            f"{r2} | {r.n_widths} × {r.n_seeds} | {_yes_no(r.monotone)} | **{r.verdict}**{note} |"
+            f"| {r.experiment} | {r.arch} | {r.depth} | {series} | {r.kernel} | {r.metric} | {_value(r.value_at_max_width)} | "
+            f"{_fmt(r.slope)} | {ci} | {_prediction_text(row)} | {r.n_widths} × {r.n_seeds} | {_yes_no(r.monotone)} | "
+            f"**{r.verdict}**{why}{note} |"
         )
     return "\n".join(lines)
 
 
+def _prediction_text(row: Any) -> str:
+    """``-0.50 ± 0.15 (T2)``, ``≤ -0.35 (bound; ...)`` or ``–``."""
+    if row["prediction"] is None or pd.isna(row["prediction"]):
+        return "–"
+    if row["prediction"] == "bound":
+        return f"≤ {_fmt(row['band_high'])} ({row['prediction_source']})"
+    return f"{_fmt(row['predicted_slope'])} ± {stats.THRESHOLDS.band_halfwidth:g} ({row['prediction_source']})"
+
+
 def _markdown(results, summary: pd.DataFrame, shown, out: Path) -> str:
-    t = stats.THRESHOLDS
     head = headline(summary)
-    counts = summary["verdict"].value_counts().to_dict()
     parts = [
         "# pNTK verification report",
         "",
-        "Checks that the pseudo-NTK (gradient of the sum of logits / √O) converges to the exact "
-        "empirical NTK at initialization at rate O(n^-1/2) in width n (Mohamadi, Bae & Sutherland, "
-        "ICML 2023). Each series is fitted as log(error) = a + b·log(n) over all widths and seeds; "
-        f"the 95% CI of b comes from a bootstrap over seeds ({t.n_boot} resamples). Verdict: "
-        f"**consistent** when the CI overlaps [{t.band_low}, {t.band_high}] and the seed-mean error "
-        f"falls monotonically; **inconclusive** when the CI is wider than {t.max_ci_width} or there "
-        "are too few seeds; **contradicts** otherwise; **reported** for quantities the theory makes "
-        "no claim about (the slope is shown as measured). Thresholds live in `suite/stats.py` "
-        "(`THRESHOLDS`).",
+        *_conclusion(results, summary),
+        "## How to read a verdict",
+        "",
+        "Each series (one experiment, architecture, depth, kernel and metric, and settings such as O or the "
+        "ridge) is an error measured at several widths n with several initialization seeds. Its slope b in "
+        "log(error) = a + b·log(n) is the mean of one least-squares slope per seed; the 95% interval is the "
+        "Student-t interval over those per-seed slopes, which covers the true slope 95% of the time (checked by "
+        "simulation in the tests). Each series carries what the theory predicts, declared by its experiment "
+        "and derived in [THEORY.md](THEORY.md): a slope (−0.5 for T1–T4), a bound (at least as fast as "
+        f"n^-1/2), or nothing. Verdict: **consistent** when the whole interval lies within ±{stats.THRESHOLDS.band_halfwidth:g} "
+        "of the prediction (the band allows for the curvature of the log-log curve at affordable widths, "
+        "THEORY.md §10); **contradicts** when it lies wholly outside (for a bound: only when slower); "
+        "**inconclusive** otherwise; **reported** when nothing is predicted (the slope is shown as measured). "
+        "Monotonicity is shown but does not decide. `python -m suite gate` fails a CI job when a headline "
+        "series is not consistent or a contradiction is unexplained.",
         "",
         "## Headline: pNTK vs eNTK, relative Frobenius error (theorem T2)",
         "",
         _verdict_table(head),
         "",
-        f"All {len(summary)} fitted series: "
-        + ", ".join(f"{n} {v}" for v, n in sorted(counts.items()))
-        + ". Per experiment (full table at the end):",
+        "Verdicts per experiment (all series in the table at the end):",
         "",
         _counts_table(summary),
         "",
+        *_not_consistent_section(summary),
         *_cost_section(out),
         "## What was run",
         "",
@@ -245,6 +278,88 @@ def _markdown(results, summary: pd.DataFrame, shown, out: Path) -> str:
     return "\n".join(parts)
 
 
+def _conclusion(results, summary: pd.DataFrame) -> list[str]:
+    """The opening paragraph in plain words: prediction, what was tested, what held."""
+    head = headline(summary)
+    judged = summary[summary["verdict"] != REPORTED]
+    counts = judged["verdict"].value_counts()
+    consistent_head = int((head["verdict"] == "consistent").sum())
+    lo, hi = (head["slope"].min(), head["slope"].max()) if len(head) else (math.nan, math.nan)
+    archs = ", ".join(sorted(summary["arch"].dropna().unique()))
+    reasons = judged[judged["verdict"] != "consistent"]["reason"].value_counts()
+    commits = sorted({str(m.get("environment", {}).get("git_commit")) for _, m in results.values()})
+    text = [
+        "## Conclusion",
+        "",
+        "**What the theorem predicts.** At initialization, under NTK parameterization, the eNTK Θ of a network "
+        "with O outputs is close to pNTK ⊗ I_O: the relative error ‖Θ − pNTK⊗I‖_F/‖Θ‖_F (T2), the largest "
+        "off-diagonal and diagonal deviations (T1), the error of λ_max (T3) and the difference of kernel-"
+        "regression predictions (T4) all fall like n^-1/2 in the width n (Mohamadi, Bae & Sutherland, ICML 2023).",
+        "",
+        f"**What was tested.** {len(results)} experiments on {archs} networks: {len(summary)} series of an "
+        f"error against width, {len(judged)} of them with a prediction (the rest are reported as measured).",
+        "",
+        f"**What held.** The headline, the pNTK's relative Frobenius error, is consistent with n^-1/2 for "
+        f"{consistent_head} of {len(head)} architecture/depth series (slopes {_fmt(lo)} to {_fmt(hi)}, each "
+        f"interval within ±{stats.THRESHOLDS.band_halfwidth:g} of −0.5). Of all {len(judged)} series with a "
+        f"prediction, {int(counts.get('consistent', 0))} are consistent, {int(counts.get('inconclusive', 0))} "
+        f"inconclusive and {int(counts.get('contradicts', 0))} contradict it"
+        + (": " + ", ".join(f"{int(n)} {stats.REASONS[str(k)]}" for k, n in reasons.items()) if len(reasons) else "")
+        + ". Each is listed below with its numbers and the evidence for its reason.",
+        "",
+    ]
+    if any(c.endswith("-dirty") or c == "None" for c in commits):
+        text += [f"**Provenance warning:** some results were computed from uncommitted code (commits: {', '.join(commits)}).", ""]
+    return text
+
+
+#: What each reason means and the evidence shown for it.
+_REASON_TEXT = {
+    "outside_assumptions": "The prediction is our derivation for a setting the theorem does not cover "
+    "(standard parameterization, trained networks, ridgeless regression without a λ_min bound): a mismatch "
+    "says the derivation is incomplete, not that the theorem fails. Evidence: the source of the prediction.",
+    "too_few_seeds": "The interval straddles an edge of the band, and the observed per-seed spread says how "
+    "many seeds would decide it (at most {max_seeds:g}× the seeds run). Evidence: per-seed slope sd and "
+    "the seeds needed.",
+    "pre_asymptotic": "The error is still bending towards the predicted rate: the slope over the larger "
+    "half of the widths is closer to the band than the slope over the smaller half, and the per-seed bend "
+    "is significant (its 95% interval excludes 0). Evidence: the two half-range slopes.",
+    "unexplained": "None of the above: these would need a closer look.",
+}
+
+
+def _not_consistent_section(summary: pd.DataFrame) -> list[str]:
+    judged = summary[(summary["verdict"] != REPORTED) & (summary["verdict"] != "consistent")]
+    if judged.empty:
+        return ["## Series that are not consistent", "", "None: every series with a prediction is consistent.", ""]
+    parts = ["## Series that are not consistent, by reason", ""]
+    varying = _varying(summary)
+    for key, title in stats.REASONS.items():
+        rows = judged[judged["reason"] == key]
+        if rows.empty:
+            continue
+        parts += [
+            f"### {title[0].upper() + title[1:]} ({len(rows)})",
+            "",
+            _REASON_TEXT[key].format(max_seeds=stats.THRESHOLDS.max_seeds_needed),
+            "",
+            "| experiment | arch | depth | series | kernel | metric | slope | 95% CI | predicted | verdict | "
+            "slope, smaller / larger half of widths | per-seed sd | seeds run / needed |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for (_, row), r in zip(rows.iterrows(), rows.itertuples(index=False), strict=True):
+            series = _series_label(row, varying.get(r.experiment, [])) or "–"
+            needed = "–" if pd.isna(r.seeds_needed) else f"{int(r.seeds_needed)}"
+            sd = "–" if pd.isna(r.slope_sd) else f"{r.slope_sd:.2f}"
+            parts.append(
+                f"| {r.experiment} | {r.arch} | {r.depth} | {series} | {r.kernel} | {r.metric} | {_fmt(r.slope)} | "
+                f"[{_fmt(r.slope_ci_low)}, {_fmt(r.slope_ci_high)}] | {_prediction_text(row)} | {r.verdict} | "
+                f"{_fmt(r.slope_lower_half)} / {_fmt(r.slope_upper_half)} | {sd} | {r.n_seeds} / {needed} |"
+            )
+        parts.append("")
+    return parts
+
+
 def _cost_section(out: Path) -> list[str]:
     """Key ratios of the committed benchmark baseline (``<out>/bench/baseline-cpu.json``), if any."""
     from suite import bench
@@ -267,12 +382,16 @@ def _cost_section(out: Path) -> list[str]:
 
 
 def _counts_table(summary: pd.DataFrame) -> str:
-    verdicts = [*stats.VERDICTS, REPORTED]
-    lines = ["| experiment | theorem | " + " | ".join(verdicts) + " |", "|---|---|" + "---|" * len(verdicts)]
+    verdicts = list(stats.VERDICTS)
+    reasons = list(stats.REASONS)
+    lines = ["| experiment | theorem | " + " | ".join(verdicts) + " | not consistent because: "
+             + ", ".join(stats.REASONS[r] for r in reasons) + " |", "|---|---|" + "---|" * (len(verdicts) + 1)]
     for name, rows in summary.groupby("experiment", sort=False):
         counts = rows["verdict"].value_counts()
+        why = rows["reason"].value_counts()
         cells = " | ".join(str(int(counts.get(v, 0))) for v in verdicts)
-        lines.append(f"| {name} | {EXPERIMENTS[str(name)].theorem} | {cells} |")
+        lines.append(f"| {name} | {EXPERIMENTS[str(name)].theorem} | {cells} | "
+                     + " / ".join(str(int(why.get(r, 0))) for r in reasons) + " |")
     return "\n".join(lines)
 
 
@@ -284,5 +403,59 @@ def _metric_text(results) -> dict[str, str]:
 
 
 def load_summary(path: str | Path) -> list[dict[str, Any]]:
-    """Read a ``summary.json`` (for CI gates)."""
-    return json.loads(Path(path).read_text())
+    """The rows of a ``summary.json`` (for CI gates).
+
+    Raises:
+        SuiteError: the file is missing, not JSON, or of another schema version.
+    """
+    path = Path(path)
+    try:
+        payload = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise SuiteError(f"{path} does not exist; run python -m suite verify (or report) first") from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise SuiteError(f"cannot read {path}: {exc}") from exc
+    version = payload.get("schema_version") if isinstance(payload, dict) else 1
+    if version != SCHEMA_VERSION:
+        raise SuiteError(
+            f"{path} has summary schema version {version}, this suite reads version {SCHEMA_VERSION}; "
+            "rebuild it with python -m suite report"
+        )
+    return list(payload["rows"])
+
+
+def gate(rows: list[dict[str, Any]]) -> list[str]:
+    """What a CI job should fail on, one line each (empty: pass).
+
+    Fails when a headline series (pNTK relative Frobenius error, T2, per arch and depth) is not
+    ``consistent``, when there is no headline series at all, and when any series contradicts
+    its prediction for no known reason (``reason == "unexplained"``).
+    """
+    problems = []
+    head = [r for r in rows if r.get("headline")]
+    if not head:
+        problems.append("no headline series (convergence, pntk, rel_frobenius) in the summary; run python -m suite verify")
+    for r in head:
+        if r["verdict"] != "consistent":
+            problems.append(f"headline series {_describe(r)} is {r['verdict']}: {_numbers(r)}")
+    for r in rows:
+        if r["verdict"] == "contradicts" and r.get("reason") == "unexplained":
+            problems.append(f"unexplained contradiction: {_describe(r)}: {_numbers(r)}")
+    return problems
+
+
+def _describe(r: dict[str, Any]) -> str:
+    keys = ("experiment", "arch", "depth", "kernel", "metric")
+    extra = {k: r[k] for k in ("parameterization", "n_outputs", "ridge", "epoch", "stages")
+             if r.get(k) is not None and not (k == "parameterization" and r[k] == "ntk")
+             and not (k == "n_outputs" and r[k] == 10)}
+    return "/".join(str(r.get(k)) for k in keys) + (f" ({', '.join(f'{k}={v}' for k, v in extra.items())})" if extra else "")
+
+
+def _numbers(r: dict[str, Any]) -> str:
+    def f(x: Any) -> str:
+        return "nan" if x is None else f"{x:+.2f}"
+
+    band = f"[{f(r.get('band_low'))}, {f(r.get('band_high'))}]"
+    return (f"slope {f(r.get('slope'))}, 95% CI [{f(r.get('slope_ci_low'))}, {f(r.get('slope_ci_high'))}], "
+            f"band {band}, {r.get('n_widths')} widths x {r.get('n_seeds')} seeds")

@@ -49,7 +49,7 @@ def test_grid_designs() -> None:
     for arch in ARCHS:
         cases = [c for c in alt if c.arch == arch]
         assert len({c.depth for c in cases}) == 1 and len({c.width for c in cases}) == 4
-        assert len({c.seed for c in cases}) == 3
+        assert len({c.seed for c in cases}) == 5
     assert {c.n_outputs for c in alternatives.EXPERIMENT.grid("full")} == {10, 100}
 
 

@@ -175,14 +175,19 @@ def test_metadata_records_versions_backend_and_dtype(tiny, tmp_path):
 def test_report_writes_summary_figures_and_markdown(tiny, tmp_path):
     runner.run_experiment("convergence", out=tmp_path, progress=False)
     written = report.build(tmp_path)
-    summary = json.loads(written["summary"].read_text())
+    payload = json.loads(written["summary"].read_text())
+    assert payload["schema_version"] == report.SCHEMA_VERSION
+    summary = payload["rows"]
     head = [r for r in summary if (r["experiment"], r["kernel"], r["metric"]) == report.HEADLINE]
-    assert len(head) == 1 and head[0]["n_widths"] == 3 and head[0]["n_seeds"] == 2
+    assert len(head) == 1 and head[0]["n_widths"] == 3 and head[0]["n_seeds"] == 2 and head[0]["headline"]
     assert head[0]["verdict"] in ("consistent", "inconclusive", "contradicts")
-    for field in ("slope", "slope_ci_low", "slope_ci_high", "r2", "n_widths", "n_seeds", "verdict", "arch", "depth"):
+    assert (head[0]["prediction"], head[0]["predicted_slope"], head[0]["prediction_source"]) == ("slope", -0.5, "T2")
+    for field in ("slope", "slope_ci_low", "slope_ci_high", "r2", "n_widths", "n_seeds", "verdict", "reason",
+                  "band_low", "band_high", "arch", "depth"):
         assert field in head[0]
     text = written["report"].read_text()
-    assert "## Headline" in text and "![" in text and "digits" in text
+    assert text.index("## Conclusion") < text.index("## Headline")
+    assert "![" in text and "digits" in text and "THEORY.md" in text
     pngs = [p for p in written["figures"] if p.suffix == ".png"]
     assert pngs and all(p.stat().st_size > 1000 for p in pngs)
 

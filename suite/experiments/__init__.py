@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 
 from suite.errors import SuiteError, unknown_name
+from suite.stats import Prediction
 
 GRID_NAMES = ("quick", "full")
 
@@ -43,6 +44,9 @@ class Experiment:
         extra_series: row columns that also separate fitted series (e.g. ``epoch``).
         report_only_metrics: metrics for which the theory claims no rate: their slopes are
             fitted and shown, with verdict ``reported`` instead of a forced verdict.
+        predict: what the theory predicts for one series' slope, from its identifying values
+            (``series_columns``: arch, depth, kernel, metric, ...); None means nothing (the
+            series is ``reported``). Derivations: reports/THEORY.md.
         metric_text: short definitions of the metrics, for the report.
         timed: its rows include wall-clock timings, so cases run one at a time (``jobs=1``).
     """
@@ -60,6 +64,13 @@ class Experiment:
     report_only_metrics: tuple[str, ...] = ()
     metric_text: Mapping[str, str] = field(default_factory=dict)
     timed: bool = False
+    predict: Callable[[Mapping[str, Any]], Prediction | None] = lambda series: None
+
+    def prediction(self, series: Mapping[str, Any]) -> Prediction | None:
+        """The prediction for one series; None for report-only metrics."""
+        if series.get("metric") in self.report_only_metrics:
+            return None
+        return self.predict(series)
 
     @property
     def series_columns(self) -> list[str]:

@@ -100,7 +100,7 @@ def _grid(widths, outputs, seeds: int, **common_fields) -> list[Config]:
 PREDICTIONS = {"rel_frobenius": Prediction("slope", -0.5, "T2 (alternatives at init, THEORY.md §3)")}
 
 GRIDS = {
-    "quick": lambda: _grid(QUICK_WIDTHS, (10,), 3, dataset="digits", n_inputs=32),
+    "quick": lambda: _grid(QUICK_WIDTHS, (10,), 5, dataset="digits", n_inputs=32),
     "full": lambda: _grid(FULL_WIDTHS, (10, 100), 5, dataset="mnist5k", n_inputs=64),
 }
 

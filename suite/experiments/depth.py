@@ -109,7 +109,7 @@ def _grid(widths, stages: tuple[str, ...], seeds: int, **common_fields) -> list[
 
 
 GRIDS = {
-    "quick": lambda: _grid(QUICK_WIDTHS, QUICK_STAGES, 3, dataset="digits", n_inputs=32),
+    "quick": lambda: _grid(QUICK_WIDTHS, QUICK_STAGES, 5, dataset="digits", n_inputs=32),
     "full": lambda: _grid(FULL_WIDTHS, FULL_STAGES, 5, dataset="mnist5k", n_inputs=64),
 }
 
@@ -128,6 +128,7 @@ EXPERIMENT = Experiment(
     config_type=Config,
     grids=GRIDS,
     run=run,
+    predict=convergence.predict,
     verify=False,
     order=22,
 )

@@ -53,7 +53,7 @@ def _grid(widths, n_inputs, seeds: int, dataset: str) -> list[convergence.Config
 
 
 GRIDS = {
-    "quick": lambda: _grid(QUICK_WIDTHS, QUICK_INPUTS, 3, "digits"),
+    "quick": lambda: _grid(QUICK_WIDTHS, QUICK_INPUTS, 5, "digits"),
     "full": lambda: _grid(FULL_WIDTHS, FULL_INPUTS, 5, "mnist5k"),
 }
 
@@ -66,6 +66,7 @@ EXPERIMENT = Experiment(
     config_type=convergence.Config,
     grids=GRIDS,
     run=convergence.run,
+    predict=convergence.predict,
     verify=False,
     order=20,
 )

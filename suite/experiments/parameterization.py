@@ -45,7 +45,7 @@ def _grid(widths, depths, seeds: int, **common_fields) -> list[convergence.Confi
 
 
 GRIDS = {
-    "quick": lambda: _grid(QUICK_WIDTHS, QUICK_DEPTHS, 3, dataset="digits", n_inputs=32),
+    "quick": lambda: _grid(QUICK_WIDTHS, QUICK_DEPTHS, 5, dataset="digits", n_inputs=32),
     "full": lambda: _grid(FULL_WIDTHS, FULL_DEPTHS, 5, dataset="mnist5k", n_inputs=64),
 }
 
@@ -58,6 +58,7 @@ EXPERIMENT = Experiment(
     config_type=convergence.Config,
     grids=GRIDS,
     run=convergence.run,
+    predict=convergence.predict,
     verify=False,
     order=21,
 )

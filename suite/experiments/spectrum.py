@@ -52,6 +52,7 @@ import pandas as pd
 from suite import kernels
 from suite.experiments import Experiment, common
 from suite.experiments.convergence import FULL_DEPTHS, QUICK_DEPTHS, Config, make_grid
+from suite.stats import Prediction
 
 VERSION = "1"
 
@@ -69,6 +70,13 @@ FULL_WIDTHS = {"mlp": (64, 128, 256, 512, 1024, 2048, 4096), "cnn": (16, 32, 64,
 #: Metrics the theory makes no rate claim about (T3') or that are ratios to a bound.
 REPORT_ONLY = ("lambda_min_rel_err", "cond_rel_err", "weyl_ratio", "hw_ratio", "inv_condition")
 
+
+#: lambda_max: the O-fold top eigenvalue of K x I_O splits by O(n^-1/2) (THEORY.md §3), so the
+#: error falls like n^-1/2, not faster; the whole spectrum is only bounded (Hoffman-Wielandt).
+PREDICTIONS = {
+    "lambda_max_rel_err": Prediction("slope", -0.5, "T3 (THEORY.md §3)"),
+    "spectrum_rel_err": Prediction("bound", -0.5, "T3, Hoffman-Wielandt bound (THEORY.md §3)"),
+}
 
 GRIDS = {
     "quick": lambda: make_grid(QUICK_WIDTHS, QUICK_DEPTHS, 5, dataset="digits", n_inputs=32),
@@ -154,6 +162,7 @@ EXPERIMENT = Experiment(
     config_type=Config,
     grids=GRIDS,
     run=run,
+    predict=lambda series: PREDICTIONS.get(series["metric"]),
     verify=True,
     order=5,
     report_only_metrics=REPORT_ONLY,
