@@ -1,9 +1,9 @@
 """Memory-bounded pNTK for large N: per-example gradients once, Gram tiles on the device.
 
-The pNTK is the NTK of the scalar g = (1/sqrt O) sum_i f_i (theory.md §1, paper eq. 2), so
+The pNTK is the NTK of the scalar g = (1/sqrt O) sum_i f_i (THEORY.md §1, paper eq. 2), so
 with G the (N, P) matrix of per-example gradients of g, Theta_hat(X1, X2) = G1 G2^T. Unlike
 the eNTK ((N*O)^2 entries, O Jacobian rows per input) this needs one gradient row per input
-and an N1 x N2 result, the cost saving the paper claims (theory.md §1 "Cost"). This module
+and an N1 x N2 result, the cost saving the paper claims (THEORY.md §1 "Cost"). This module
 makes that saving usable at N in the tens of thousands, the regime where users of
 neural-tangents run out of memory (notes/neural-tangents.md §5: #106, #166, #182):
 

@@ -6,7 +6,7 @@ eNTKs and the infinite-width NTK are computed for exactly the same network.
 
 All architectures take NHWC images; the MLP flattens them first, so it also
 accepts already-flat ``(N, D)`` inputs. Weights are i.i.d. N(0, 1) under the
-NTK parameterization (the setting of the paper's theorem: theory.md, §2).
+NTK parameterization (the setting of the paper's theorem: THEORY.md, §2).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The blocked pNTK (suite/blocked.py): equal to the direct pNTK, bounded, atomic, multi-device.
 
 Exactness reference: ``kernels.pntk(..., implementation="jax")`` computes the same quantity
-(the NTK of g = (1/sqrt O) sum_i f_i, theory.md §1) in one shot, so the two must agree to
+(the NTK of g = (1/sqrt O) sum_i f_i, THEORY.md §1) in one shot, so the two must agree to
 float rounding (RTOL) for any blocking.
 """
 

@@ -142,7 +142,7 @@ def test_parameterization_case_uses_declared_width_for_theta_inf() -> None:
         common.rel_frobenius(p, theta_inf), rel=1e-6
     )
     # The width dependence is the readout term phi.phi without its 1/n: Theta_inf is affine in
-    # n with a non-zero slope (theory.md §3, "infinite-width link").
+    # n with a non-zero slope (THEORY.md §3, "infinite-width link").
     inf = {w: np.asarray(models.from_config(models.with_width(cfg.model_config(), w)).kernel(x, None, "ntk"))
            for w in (1, 2, 64)}
     slope = inf[2] - inf[1]

@@ -34,7 +34,7 @@ class Experiment:
     Attributes:
         name: registry key, also the results file stem (``reports/data/<name>.csv``).
         description: one line for ``python -m suite list``.
-        theorem: the statement it checks (theory.md numbering, e.g. "T1, T2").
+        theorem: the statement it checks (reports/THEORY.md numbering, e.g. "T1, T2").
         version: results schema version; results of another version are never mixed.
         config_type: the frozen per-case config dataclass.
         grids: grid name -> function returning the list of case configs.

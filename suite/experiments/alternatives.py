@@ -1,4 +1,4 @@
-"""pNTK vs the other cheap kernels: the same error, a different cost (theory.md §3, F9).
+"""pNTK vs the other cheap kernels: the same error, a different cost (THEORY.md §3, F9).
 
 Issue item 5: the pNTK, the mean trace, the first logit, a random projection and the
 unscaled sum of logits (divided by O), each against the exact eNTK, with error and cost
@@ -23,9 +23,9 @@ is O times the pNTK (the NTK of (1/sqrt O) sum_i f_i). Divided by O it IS the pN
 so its error equals the pNTK's up to rounding; it is computed separately (kernel
 ``unscaled_sum``: the pNTK's prepared executable with v = ones instead of 1/sqrt(O), then / O)
 because TE-NAS- and TRAK-style code uses the unscaled sum and must divide by O before it is
-compared with an eNTK (theory.md §1, "unscaled sum").
+compared with an eNTK (THEORY.md §1, "unscaled sum").
 
-Expected (theory.md §3, "alternatives at init"): at initialization every approximation shares
+Expected (THEORY.md §3, "alternatives at init"): at initialization every approximation shares
 the n^-1/2 rate and their errors are close (off-diagonals dominate); the pNTK's edge is cost
 (one Jacobian per input; the trace needs O), not accuracy.
 """

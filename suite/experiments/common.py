@@ -1,7 +1,7 @@
 """Pieces shared by experiments: cached inputs and networks, and kernel error metrics.
 
 The metrics compare the exact eNTK Theta (N, N, O, O) with an approximation K (N, N) used as
-K x I_O (theory.md §1, "the approximation"). They are computed blockwise in float64 without
+K x I_O (THEORY.md §1, "the approximation"). They are computed blockwise in float64 without
 forming the (N*O) x (N*O) Kronecker product.
 """
 

@@ -10,9 +10,9 @@ a fixed batch of real inputs; every approximation K follows from it exactly
 * ``rel_frobenius_inf``: distance to the infinite-width NTK Theta_inf from neural-tangents'
   ``kernel_fn``: ||K - Theta_inf|| / ||Theta_inf|| for pNTK and trace, and
   ||Theta - Theta_inf x I|| / ||Theta_inf x I|| for the eNTK (a standard NTK result, not the
-  paper's theorem; theory.md §3 "infinite-width link").
+  paper's theorem; THEORY.md §3 "infinite-width link").
 
-Expected (theory.md §4): every error falls like n^-1/2 (fitted slopes in about [-0.6, -0.35]).
+Expected (THEORY.md §4): every error falls like n^-1/2 (fitted slopes in about [-0.6, -0.35]).
 """
 
 from __future__ import annotations

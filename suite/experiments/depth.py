@@ -1,8 +1,8 @@
 """Convergence at several depths: MLPs of 1-8 hidden layers, ResNets up to the ResNet-18 layout.
 
-The statement (theory.md §3, T2) is for "a network of depth L and width n": the rate n^-1/2
+The statement (THEORY.md §3, T2) is for "a network of depth L and width n": the rate n^-1/2
 does not depend on L, but the constant may grow with depth (more layers below the readout add
-off-diagonal mass, theory.md §2). Each case is a convergence case (same metrics, computed by
+off-diagonal mass, THEORY.md §2). Each case is a convergence case (same metrics, computed by
 :func:`suite.experiments.convergence.run`) whose config also carries ResNet ``stages``.
 
 ResNets are given as stage layouts (blocks per stage, channels doubling and the resolution

@@ -1,4 +1,4 @@
-"""Dependence of the pNTK's error on the number of outputs O (theory.md §3, "the √(O/n) constant").
+"""Dependence of the pNTK's error on the number of outputs O (THEORY.md §3, "the √(O/n) constant").
 
 The numerator of T2, ||Theta - pNTK x I_O||_F, collects about O^2 off-diagonal entries of size
 n^-1/2 and the denominator ||Theta||_F about O diagonal entries of size 1, so the relative
@@ -9,9 +9,9 @@ with ``n_outputs`` in {2, 10, 100}; ``n_outputs`` is a config field, so the repo
 width slope per O. The O dependence itself (a pooled fit of log error on log(O/n), and the
 O exponent at fixed width) is fitted by the figure, ``fig_outputs``, from the saved rows.
 
-Expected (theory.md §4): error ~ sqrt(O/n), i.e. exponent about +1/2 in O/n and in O at fixed
+Expected (THEORY.md §4): error ~ sqrt(O/n), i.e. exponent about +1/2 in O/n and in O at fixed
 width, and slope about -1/2 in n for each O, except where the error saturates: the relative
-error cannot exceed about 1, so O = 100 at the smallest widths (0.76 at n = 64 in theory.md §4;
+error cannot exceed about 1, so O = 100 at the smallest widths (0.76 at n = 64 in THEORY.md §4;
 O/n > 1) is pre-asymptotic and flattens both fits.
 
 Cost: the eNTK grows like (N*O)^2 and structured derivatives' memory grows with O and the CNN's
@@ -36,7 +36,7 @@ FULL_WIDTHS = {"mlp": (64, 128, 256, 512, 1024, 2048, 4096), "cnn": (16, 32, 64,
 QUICK_INPUTS = {"mlp": 32, "cnn": 16}
 FULL_INPUTS = {"mlp": 32, "cnn": 16}
 
-#: Depth of every network (hidden layers / conv layers), as in theory.md §4's table.
+#: Depth of every network (hidden layers / conv layers), as in THEORY.md §4's table.
 DEPTH = 2
 
 

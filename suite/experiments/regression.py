@@ -1,6 +1,6 @@
 """Kernel regression with the pNTK approaches eNTK kernel regression at rate O(n^-1/2) (theorem T4).
 
-Kernel regression on train inputs X (N of them) with targets Y in R^{N x O} (theory.md §1,
+Kernel regression on train inputs X (N of them) with targets Y in R^{N x O} (THEORY.md §1,
 "kernel regression"):
 
 * eNTK: f_e(x) = Theta(x, X) (Theta(X, X) + lam I)^{-1} vec Y, one (N*O) x (N*O) solve;

@@ -1,7 +1,7 @@
 """Scale: pNTK kernel regression on all 5000 mnist5k images with the blocked pNTK.
 
-A demonstration of the cost claim (theory.md §1 "Cost": the pNTK is O^2 smaller than the
-eNTK) and of the regression form of T4 (theory.md §1 "Kernel regression": with
+A demonstration of the cost claim (THEORY.md §1 "Cost": the pNTK is O^2 smaller than the
+eNTK) and of the regression form of T4 (THEORY.md §1 "Kernel regression": with
 Theta_hat x I_O the solve decouples over outputs, so one N x N ridge solve serves all O).
 No rate is claimed, so every metric is report-only.
 

@@ -5,13 +5,13 @@ a fixed batch of real inputs and turned into the (N*O) x (N*O) matrix ``kernels.
 its eigenvalues are taken with ``np.linalg.eigvalsh`` in float64. The approximation K (N, N)
 (the pNTK, and the mean trace for comparison) follows exactly from the same eNTK
 (``KERNELS[k].from_entk``); the spectrum of K x I_O is K's spectrum with every eigenvalue
-repeated O times (theory.md T3), so only the N x N matrix K is decomposed.
+repeated O times (THEORY.md T3), so only the N x N matrix K is decomposed.
 
 Metrics, per approximation K (kernels ``pntk`` and ``trace_ntk``); lambda_k ascending:
 
 * ``lambda_max_rel_err`` = |lambda_max(Theta) - lambda_max(K)| / lambda_max(Theta). T3: by
   Weyl, |lambda_k(Theta) - lambda_k(K x I)| <= ||Theta - K x I||_2 <= ||.||_F, so it falls at
-  least like n^-1/2 (theory.md §4 measured -0.35 to -0.38 for an MLP, noisier than T2).
+  least like n^-1/2 (THEORY.md §4 measured -0.35 to -0.38 for an MLP, noisier than T2).
 * ``spectrum_rel_err`` = ||lambda(Theta) - lambda(K x I)||_2 / ||lambda(Theta)||_2, both
   sorted. Hoffman-Wielandt bounds it by ||Theta - K x I||_F / ||Theta||_F (the denominators
   agree because ||lambda(Theta)||_2 = ||Theta||_F), the T2 error, so it falls at least like

@@ -1,7 +1,7 @@
-"""The pNTK approximation through training (theory.md §5, F6; §6 "trained nets").
+"""The pNTK approximation through training (THEORY.md §5, F6; §6 "trained nets").
 
 The theorems T2 and T3 hold at initialisation only: their proof needs the readout weights to
-be independent of the features (theory.md §2), which training breaks. This experiment
+be independent of the features (THEORY.md §2), which training breaks. This experiment
 measures what happens instead. Each case trains one network with plain mini-batch SGD
 (optional heavy-ball momentum, written with ``jax.grad`` + ``jax.jit``) on a class-balanced
 ``mnist5k`` subset and, at checkpoints ``epoch`` = 0 (the initialisation), 1, 2, 4, ...,
@@ -12,7 +12,7 @@ the pNTK from it (``KERNELS["pntk"].from_entk``). Metrics, one row each per chec
 * ``lambda_max_rel_err`` (``pntk``): |lambda_max(Theta) - lambda_max(pNTK)| / lambda_max(Theta),
   Theta as the (N*O) x (N*O) matrix; pNTK x I_O has the spectrum of pNTK (T3).
 * ``offdiag_mass`` (``entk``): sum over all blocks of |Theta_ab,ij|, i != j, over the sum of
-  |Theta_ab,ii|. The lpNTK finding (theory.md §6) is that on trained nets this is not small.
+  |Theta_ab,ii|. The lpNTK finding (THEORY.md §6) is that on trained nets this is not small.
 * ``entk_drift`` (``entk``, epochs > 0 only): ||Theta_t - Theta_0||_F / ||Theta_0||_F, how far
   the kernel itself moved (in NTK parameterization this shrinks with width: lazy training).
 * ``train_loss``, ``test_acc`` (kernel ``network``): loss on the whole training set and
@@ -27,10 +27,11 @@ Learning rates are O(1) and width-independent, as NTK parameterization allows; a
 parameters become non-finite raises a :class:`SuiteError` naming the learning rate.
 
 Rows carry an ``epoch`` column that separates fitted series (``extra_series``): the report
-fits every metric against width separately per epoch. At epoch 0 ``rel_frobenius`` and
-``lambda_max_rel_err`` are the init theorems (expected slope -1/2); at later epochs the theory
-claims nothing, ``rel_frobenius`` keeps its verdict so the report says whether the n^-1/2 law
-survives training, and the other metrics are ``report_only_metrics``.
+fits every metric against width separately per epoch. At epoch 0 ``rel_frobenius`` is T2
+(predicted slope -1/2); at later epochs the theorem says nothing, and ``rel_frobenius`` carries
+the lazy-training expectation of the same rate, marked as outside the theorem's assumptions
+(THEORY.md §9), so the report says whether the n^-1/2 law survives training; the other metrics
+are ``report_only_metrics``.
 """
 
 from __future__ import annotations
@@ -255,7 +256,7 @@ def _require_finite(params: Any, config: Config, epoch: int) -> None:
 
 
 def offdiag_mass(full: np.ndarray) -> float:
-    """sum_{a,b,i!=j} |Theta_ab,ij| / sum_{a,b,i} |Theta_ab,ii| (theory.md §6, lpNTK)."""
+    """sum_{a,b,i!=j} |Theta_ab,ij| / sum_{a,b,i} |Theta_ab,ii| (THEORY.md §6, lpNTK)."""
     absolute = np.abs(full)
     diag = float(np.einsum("abii->", absolute))
     return (float(absolute.sum()) - diag) / diag

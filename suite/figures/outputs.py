@@ -2,7 +2,7 @@
 
 Reads ``reports/data/outputs.csv`` (metric ``rel_frobenius``, kernel ``pntk``). One panel per
 architecture (error vs width, one line per O), and a last panel pooling every point against
-O/n with a fitted power law per architecture (theory.md §3, "The √(O/n) constant").
+O/n with a fitted power law per architecture (THEORY.md §3, "The √(O/n) constant").
 
 The O-dependence is fitted here, from the saved rows (:func:`fit_outputs`): the pooled exponent
 alpha of err = C (O/n)^alpha (:func:`suite.stats.fit_power_law`), and the O exponent beta at

@@ -1,8 +1,8 @@
-"""fig_training: the pNTK approximation through SGD training (theory.md §5, F6).
+"""fig_training: the pNTK approximation through SGD training (THEORY.md §5, F6).
 
 Reads ``reports/data/training.csv``. Columns are architectures, lines widths (light =
 narrow, dark = wide), x is the training epoch (0 = initialisation). Rows: the pNTK's relative
-Frobenius error (T2) and relative lambda_max error (T3), the eNTK's off-diagonal mass (theory.md
+Frobenius error (T2) and relative lambda_max error (T3), the eNTK's off-diagonal mass (THEORY.md
 §6), then the training loss and test accuracy, which show that the networks did train. Each
 column's legend also lists the fitted slope of the relative Frobenius error against width at
 every epoch (at epoch 0 the theorem predicts -1/2; after training the theory says nothing).
@@ -219,7 +219,7 @@ FIGURE = c.FigureSpec(
         "Networks trained with mini-batch SGD on mnist5k; at each checkpoint (epoch 0 = "
         "initialisation) the eNTK is computed on a fixed batch of held-out probe images. Rows: "
         "relative Frobenius error of pNTK⊗I (T2), relative error of λ_max (T3), off-diagonal "
-        "mass of the eNTK blocks (the lpNTK observation, theory.md §6), training loss and test "
+        "mass of the eNTK blocks (the lpNTK observation, THEORY.md §6), training loss and test "
         "accuracy. Lines are geometric means over seeds (test accuracy: arithmetic), bands span "
         "min to max over seeds; the legend gives, per epoch, the fitted slope of the relative "
         "Frobenius error against width with its seed-bootstrap 95% CI. The n^-1/2 theorem covers "
