@@ -149,8 +149,6 @@ class Thresholds:
         max_seeds_needed: A non-consistent series that this many seeds or fewer would decide
             (at the observed per-seed spread) is put down to "too few seeds"; as a multiple of
             the seeds it has.
-        n_boot, boot_seed: Resamples and generator seed of the bootstrap that figures use for
-            quantities other than a slope (fig_outputs' O exponent).
     """
 
     band_halfwidth: float = 0.15
@@ -158,8 +156,6 @@ class Thresholds:
     min_widths: int = 3
     min_seeds: int = 2
     max_seeds_needed: float = 4.0
-    n_boot: int = 2000
-    boot_seed: int = 0
 
     def __post_init__(self) -> None:
         """Reject settings under which no verdict makes sense."""
@@ -167,8 +163,6 @@ class Thresholds:
             raise SuiteError(f"band_halfwidth must be positive, got {self.band_halfwidth}")
         if not 0 < self.ci_level < 1:
             raise SuiteError(f"ci_level must lie in (0, 1), got {self.ci_level}")
-        if self.n_boot < 1:
-            raise SuiteError(f"n_boot must be a positive integer, got {self.n_boot}")
         if self.min_widths < 2:
             raise SuiteError(f"min_widths must be at least 2 to fit a line, got {self.min_widths}")
         if self.min_seeds < 2:

@@ -84,7 +84,7 @@ FIGURE = c.FigureSpec(
         "Relative Frobenius distance between the eNTK and pNTK⊗I at initialisation, against "
         "width (log-log); lines are geometric means over seeds, bands span min to max over "
         "seeds, the dashed grey line falls like n^-1/2 from the smallest width, and the legend "
-        "gives each depth's fitted slope with its seed-bootstrap 95% CI."
+        "gives each depth's fitted slope with its Student-t 95% CI."
     ),
     render=render,
 )

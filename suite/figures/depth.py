@@ -153,7 +153,7 @@ FIGURE = c.FigureSpec(
         "Relative Frobenius error of the pNTK against the eNTK at initialisation for MLPs of "
         "1–8 hidden layers and ResNets with stage layouts up to ResNet-18's (2-2-2-2; depth = "
         "residual blocks), against width (log-log; geometric mean over seeds, min–max band, "
-        "dashed grey ∝ n^-1/2, fitted slopes with seed-bootstrap 95% CIs). Right: the prefactor "
+        "dashed grey ∝ n^-1/2, fitted slopes with Student-t 95% CIs). Right: the prefactor "
         "C = geometric mean of error·√n per series against depth (n: hidden units, or the "
         "ResNet's first-stage channels), with a power law fitted across depths; the theorem's "
         "rate does not depend on depth, its constant may."

@@ -6,7 +6,7 @@ O/n with a fitted power law per architecture (THEORY.md §3, "The √(O/n) const
 
 The O-dependence is fitted here, from the saved rows (:func:`fit_outputs`): the pooled exponent
 alpha of err = C (O/n)^alpha (:func:`suite.stats.fit_power_law`), and the O exponent beta at
-fixed width (log err on log O with one intercept per width), both with a seed-bootstrap 95%
+fixed width (log err on log O with one intercept per width), both with a Student-t 95%
 interval. Theory: alpha = beta = 1/2 while the error is small; where it approaches 1 (large O,
 small n) it saturates and both fits flatten.
 """
@@ -27,7 +27,7 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 from suite.errors import SuiteError
 from suite.figures import _common as c
 from suite.figures import style
-from suite.stats import THRESHOLDS, fit_power_law
+from suite.stats import THRESHOLDS, fit_power_law, t_interval
 
 NAME = "fig_outputs"
 EXPERIMENT = "outputs"
@@ -41,7 +41,7 @@ ARCH_LINESTYLES = {"mlp": "-", "cnn": "-.", "resnet": ":"}
 
 @dataclass(frozen=True)
 class OutputsFit:
-    """O-dependence of one architecture's error (natural-log fits, seed-bootstrap 95% CIs).
+    """O-dependence of one architecture's error (natural-log fits, Student-t 95% CIs over seeds).
 
     Attributes:
         alpha: exponent of err = prefactor * (O/n)^alpha, all widths, O and seeds pooled.
@@ -91,23 +91,18 @@ def fit_outputs(rows: pd.DataFrame) -> OutputsFit:
     width_codes = np.unique(n, return_inverse=True)[1].ravel()
     beta = _within_width_slope(log_o, log_err, width_codes)
 
-    # Cluster bootstrap over seeds (a seed's points share initialisations), as suite.stats does.
-    seeds = np.sort(rows["seed"].unique())
-    codes = np.searchsorted(seeds, rows["seed"].to_numpy())
-    members = [np.flatnonzero(codes == k) for k in range(len(seeds))]
+    # One fit per seed (seeds are the independent units: a seed's points share initialisations),
+    # then the Student-t interval over seeds, as suite.stats does for slopes (THEORY.md §10).
     alphas, betas = [], []
-    if len(seeds) >= THRESHOLDS.min_seeds:
-        rng = np.random.default_rng(THRESHOLDS.boot_seed)
-        for _ in range(THRESHOLDS.n_boot):
-            idx = np.concatenate([members[k] for k in rng.integers(0, len(seeds), len(seeds))])
-            alphas.append(fit_power_law(o[idx] / n[idx], err[idx])[0])
-            betas.append(_within_width_slope(log_o[idx], log_err[idx], width_codes[idx]))
-    q = [(1 - THRESHOLDS.ci_level) / 2, (1 + THRESHOLDS.ci_level) / 2]
+    for seed in np.unique(rows["seed"].to_numpy()):
+        idx = np.flatnonzero(rows["seed"].to_numpy() == seed)
+        alphas.append(fit_power_law(o[idx] / n[idx], err[idx])[0])
+        betas.append(_within_width_slope(log_o[idx], log_err[idx], width_codes[idx]))
 
-    def interval(draws: list[float]) -> tuple[float, float]:
-        if not draws:
+    def interval(per_seed: list[float]) -> tuple[float, float]:
+        if len(per_seed) < THRESHOLDS.min_seeds:
             return math.nan, math.nan
-        low, high = np.quantile(draws, q)
+        _, low, high, _ = t_interval(np.asarray(per_seed), THRESHOLDS.ci_level)
         return float(low), float(high)
 
     return OutputsFit(alpha, interval(alphas), prefactor, r2, beta, interval(betas), len(rows))
@@ -279,7 +274,7 @@ FIGURE = c.FigureSpec(
         "(exponent α) and the O exponent at fixed width (β, one intercept per width); theory "
         "(√(O/n)) predicts α = β = 1/2 while the error is small. Where it is not (O = 100 at the "
         "smallest widths: O/n near or above 1, error above 0.5) the error saturates below 1, "
-        "which flattens the O = 100 width slope and both exponents. Intervals: seed bootstrap."
+        "which flattens the O = 100 width slope and both exponents. Intervals: Student-t over per-seed fits."
     ),
     render=render,
 )

@@ -126,10 +126,11 @@ FIGURE = c.FigureSpec(
         "Relative Frobenius error of the pNTK against the eNTK at initialisation under NTK "
         "parameterization (the theorem's assumption) and standard parameterization, against "
         "width (log-log; geometric mean over seeds, min–max band, dashed grey ∝ n^-1/2 from the "
-        "NTK data, fitted slopes with seed-bootstrap 95% CIs). Under standard parameterization "
+        "NTK data, fitted slopes with Student-t 95% CIs). Under standard parameterization "
         "the readout's ∝ I term grows with width: for one hidden layer fed by the input (MLP, "
-        "CNN of depth 1) the error is expected to fall like n^-3/2 (grey dash-dot guide), "
-        "which does not contradict the theorem, whose assumption is NTK parameterization."
+        "CNN of depth 1) the error is expected to fall like n^-3/2 (grey dash-dot guide; "
+        "THEORY.md §7), the prediction these series are judged against; it lies outside the "
+        "theorem, whose assumption is NTK parameterization."
     ),
     render=render,
 )

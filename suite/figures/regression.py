@@ -161,7 +161,7 @@ FIGURE = c.FigureSpec(
     caption=(
         "Top: relative Frobenius difference between the test predictions of eNTK and pNTK kernel "
         "regression against width (log-log), one line per ridge λ (relative to the mean diagonal of "
-        "the train eNTK; geometric mean over seeds, min–max band, fitted slope with seed-bootstrap "
+        "the train eNTK; geometric mean over seeds, min–max band, fitted slope with Student-t "
         "95% CI; dashed grey ∝ n^-1/2). Bottom: test accuracy (argmax) of the eNTK, pNTK and "
         "mean-trace predictors at the smallest ridge run (mean over seeds; dotted: chance, 1/O). "
         "T4 predicts the n^-1/2 rate once ‖eNTK − pNTK⊗I‖₂ is small next to λ_min + λ; "

@@ -222,7 +222,7 @@ FIGURE = c.FigureSpec(
         "mass of the eNTK blocks (the lpNTK observation, THEORY.md §6), training loss and test "
         "accuracy. Lines are geometric means over seeds (test accuracy: arithmetic), bands span "
         "min to max over seeds; the legend gives, per epoch, the fitted slope of the relative "
-        "Frobenius error against width with its seed-bootstrap 95% CI. The n^-1/2 theorem covers "
+        "Frobenius error against width with its Student-t 95% CI. The n^-1/2 theorem covers "
         "epoch 0 only."
     ),
     render=render,
