@@ -4,6 +4,7 @@
     nox -s verify                # theorem experiments -> reports/ (nox -s verify -- --grid full)
     nox -s lint                  # ruff + mypy
     nox -s bench                 # time the kernels -> reports/bench/<machine>-<stamp>.json, .md, .png
+    nox -s bench_peers           # torch.func peers beside the newest bench run (installs CPU torch)
     nox -s bench_compare         # newest run vs reports/bench/baseline-cpu.json; fails on a >25% regression
     nox -s gate                  # exit 1 unless reports/summary.json's headline verdicts are consistent
     nox -s figures               # re-render figures from reports/data
@@ -44,9 +45,13 @@ ROOT = Path(__file__).resolve().parent
 PYPROJECT = nox.project.load_toml("pyproject.toml")
 #: Installed after everything else, without its dependencies (see the module docstring).
 NEURAL_TANGENTS = "neural-tangents==0.6.5"
-BENCH_DIR = Path("reports/bench")
-BASELINE = BENCH_DIR / "baseline-cpu.json"
+#: Where bench runs go; SUITE_BENCH_DIR redirects them (e.g. a trial run into a temp dir).
+BENCH_DIR = Path(os.environ.get("SUITE_BENCH_DIR") or "reports/bench")
+BASELINE = Path("reports/bench/baseline-cpu.json")
 BENCH_TESTS = "tests/test_bench_kernels.py"
+PEER_TESTS = "tests/test_bench_peers.py"
+#: The CPU build of PyTorch for the peers (a plain `torch` requirement pulls the CUDA build).
+TORCH = "torch==2.13.0"
 
 
 def _jax_requirement(extra: str) -> str:
@@ -98,19 +103,38 @@ def _machine_name() -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
 
 
+def _bench_run(session: nox.Session, tests: str, suffix: str = "") -> Path:
+    """Time ``tests`` (slow cases included, no xdist) into BENCH_DIR/<machine>-<stamp><suffix>.json."""
+    BENCH_DIR.mkdir(parents=True, exist_ok=True)
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    out = BENCH_DIR / f"{_machine_name()}-{stamp}{suffix}.json"
+    session.run(
+        "pytest", tests, "-m", "", "-p", "suite.bench",
+        "--benchmark-enable", "--benchmark-only", f"--benchmark-json={out}",
+        "--benchmark-columns=median,iqr,rounds", *session.posargs,
+    )
+    return out
+
+
 @nox.session(default=False)
 def bench(session: nox.Session) -> None:
     """Time all kernel benchmarks (slow ones included) into reports/bench/<machine>-<stamp>.json + .md."""
     install(session, "test")
-    BENCH_DIR.mkdir(parents=True, exist_ok=True)
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    out = BENCH_DIR / f"{_machine_name()}-{stamp}.json"
-    session.run(
-        "pytest", BENCH_TESTS, "-m", "", "-p", "suite.bench",
-        "--benchmark-enable", "--benchmark-only", f"--benchmark-json={out}",
-        "--benchmark-columns=median,iqr,rounds", *session.posargs,
-    )
+    out = _bench_run(session, BENCH_TESTS)
     session.run("python", "-m", "suite.bench", "summarize", str(out), "--out", str(BENCH_DIR))
+
+
+@nox.session(default=False)
+def bench_peers(session: nox.Session) -> None:
+    """Time torch.func's recipe (CPU torch) beside the newest bench run; re-summarize that run with it."""
+    install(session, "test", extra=(TORCH,))
+    runs = sorted((p for p in BENCH_DIR.glob("*.json") if not p.stem.endswith("-peers")
+                   and p.name != "baseline-cpu.json"), key=lambda p: p.stat().st_mtime)
+    out = _bench_run(session, PEER_TESTS, "-peers")
+    if runs:
+        session.run("python", "-m", "suite.bench", "summarize", str(runs[-1]), str(out), "--out", str(BENCH_DIR))
+    else:
+        session.log(f"no bench run in {BENCH_DIR} to set the peers beside; run `nox -s bench` first")
 
 
 @nox.session(default=False)

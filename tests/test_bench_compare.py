@@ -339,3 +339,105 @@ def test_headline_lines_and_the_report_cost_section(tmp_path):
     section = report._cost_section(tmp_path)
     assert section[0] == "## Cost: pNTK vs eNTK (benchmarks)" and lines[0] in section
     assert report._cost_section(tmp_path / "elsewhere") == []  # no baseline, no section
+
+
+# --------------------------------------------------------------------------- peers, overhead, eNTK bound
+
+
+def _peer_run(path: Path, auto_s: float, nt_s: float, torch_s: float | None = None) -> Path:
+    """A run with the public pNTK (auto and jax) and neural-tangents' best as a peer in one group,
+    plus the overhead pair; ``torch_s`` writes a separate torch run next to it (``-peers``)."""
+    common = {"bench": "kernels", "model": "cnn-w0032-d02", "arch": "cnn", "O": 10, "N": 8, "kernel": "pntk"}
+    rows = [
+        _benchmark("test_kernel[cnn-O10-pntk-auto]", "cnn-O10-pntk", auto_s,
+                   {**common, "implementation": "auto", "resolved_implementation": "jax"}),
+        _benchmark("test_kernel[cnn-O10-pntk-jax]", "cnn-O10-pntk", auto_s,
+                   {**common, "implementation": "jax", "resolved_implementation": "jax"}),
+        _benchmark("test_nt_peer[cnn-O10-pntk-nt-sd]", "cnn-O10-pntk", nt_s,
+                   {**common, "implementation": "nt-structured_derivatives", "peer": "neural-tangents"}),
+        _benchmark("test_api_overhead[cnn-api]", "api-cnn-O10-pntk", 0.0052,
+                   {**common, "bench": "api", "implementation": "auto", "path": "api"}),
+        _benchmark("test_api_overhead[cnn-compiled]", "api-cnn-O10-pntk", 0.0050,
+                   {**common, "bench": "api", "implementation": "auto", "path": "compiled"}),
+        _benchmark("test_calibration_matmul", "calibration", CALIBRATION_S, {"bench": "calibration"}),
+    ]
+    report = {"machine_info": {"node": "box", "python_version": "3.11.7"}, "benchmarks": rows}
+    path.write_text(json.dumps(report))
+    if torch_s is not None:
+        torch_row = _benchmark("test_torch_kernel[cnn-O10-pntk-torch]", "cnn-O10-pntk", torch_s,
+                               {**common, "implementation": "torch-vmap-jacrev", "peer": "torch"})
+        info = {"node": "box", "python_version": "3.11.7", "torch": "2.13.0"}
+        path.with_name(path.stem + "-peers.json").write_text(
+            json.dumps({"machine_info": info, "benchmarks": [torch_row]}))
+    return path
+
+
+def test_peer_table_ratio_and_verdict(tmp_path):
+    met = bench.peer_table(bench.load(_peer_run(tmp_path / "a.json", 0.0050, 0.0048))).iloc[0]
+    assert met["auto_vs_peer"] == pytest.approx(0.0050 / 0.0048)
+    assert bool(met["met"]) and met["reason"] == ""
+    missed = bench.peer_table(bench.load(_peer_run(tmp_path / "b.json", 0.0070, 0.0050))).iloc[0]
+    assert not missed["met"]
+    assert "no suite implementation is within 1.1x" in missed["reason"] and "7 ms" in missed["reason"]
+    # suite rows only in the implementation tables: the peer is not 'the fastest implementation'
+    auto = bench.auto_choice(bench.load(tmp_path / "b.json")).set_index("group")
+    assert auto.loc["cnn-O10-pntk", "fastest"] != "nt-structured_derivatives"
+
+
+def test_torch_peer_run_joins_the_same_group_in_the_summary(tmp_path):
+    run = _peer_run(tmp_path / "run.json", 0.0050, 0.0060, torch_s=0.0040)
+    peers = tmp_path / "run-peers.json"
+    table = bench.peer_table(bench.load_runs([run, peers])).iloc[0]
+    assert table["best_peer"] == "torch-vmap-jacrev" and table["torch_ms"] == pytest.approx(4.0)
+    assert table["nt_ms"] == pytest.approx(6.0) and not table["met"]
+    text = bench.summarize(run, peers=(peers,))
+    assert "## The public call against its peers" in text
+    assert "torch 2.13.0" in text
+    assert "Public pntk (auto) / best peer" in text and "NOT met" in text
+    # a peer run is never the candidate of a comparison
+    with pytest.raises(bench.BenchFileError, match="no benchmark run next to"):
+        bench.newest_other(run)
+
+
+def test_overhead_table_and_verdict(tmp_path):
+    run = _peer_run(tmp_path / "run.json", 0.0050, 0.0048)
+    ov = bench.overhead_table(bench.load(run)).iloc[0]
+    assert ov["overhead_ms"] == pytest.approx(0.2)
+    assert bool(ov["met"])
+    text = bench.summarize(run)
+    assert "## Overhead of the public call" in text
+    assert "cnn 0.200 ms (target <= 0.3 ms: met)" in text
+
+
+def test_entk_bound_from_the_jacobian_pass_and_the_measured_gram_rate(tmp_path):
+    """eNTK bound = Jacobians + 2 (N O)^2 P flops at the rate the pNTK's Gram ran at."""
+    common = {"bench": "scaling", "model": "cnn-w0032-d02", "arch": "cnn", "O": 10, "n_params": 10_000}
+    rows = [_benchmark("test_calibration_matmul", "calibration", CALIBRATION_S, {"bench": "calibration"})]
+    for n in (16, 64):
+        group = f"scaling-cnn-N{n:04d}"
+        parts = {"pntk": 0.002, "gradients": 0.001, "gram": 0.0005, "entk": 0.03, "jacobians": 0.01}
+        for part, t in parts.items():
+            extra = {**common, "N": n, "kernel": part, "implementation": "auto" if part in ("pntk", "entk") else "jax"}
+            if part == "gram":
+                extra["flops"] = 2 * n * n * 10_000
+            rows.append(_benchmark(f"test_scaling[cnn-N{n:04d}-{part}]", group, t, extra))
+    path = tmp_path / "scaling.json"
+    path.write_text(json.dumps({"machine_info": {}, "benchmarks": rows}))
+    table = bench.scaling_table(bench.load(path)).set_index("N")
+    rate = 2 * 64 * 64 * 10_000 / 0.0005  # flops/s of the pNTK's Gram at N = 64
+    entk_gram_ms = 2 * (64 * 10) ** 2 * 10_000 / rate * 1e3
+    assert table.loc[64, "entk_gram"] == pytest.approx(entk_gram_ms)
+    assert table.loc[64, "entk_vs_bound"] == pytest.approx(30.0 / (10.0 + entk_gram_ms))
+    text = bench.summarize(path)
+    assert "eNTK (auto) / bound" in text and "from N = 64" in text
+
+
+def test_the_bench_figure_is_not_an_experiment_figure():
+    """The benchmark figure reads the benchmark JSON; report building over the experiment
+    figure registry must not see it."""
+    from suite import figures
+    from suite.figures import bench as bench_figure
+
+    assert all(spec.experiment != "bench" for spec in figures.FIGURES.values())
+    assert not hasattr(bench_figure, "FIGURE")
+    assert callable(bench_figure.write_figure)
