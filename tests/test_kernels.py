@@ -20,8 +20,8 @@ import pytest
 from conftest import RTOL, rel_err, small_problem
 
 from suite import _nt, kernels
-from suite.kernels import api, auto, implementations
 from suite.errors import MemoryBudgetError, SuiteError
+from suite.kernels import api, auto, implementations
 
 IMPLS = list(kernels.IMPLEMENTATIONS)
 KEY = jax.random.PRNGKey(7)
@@ -250,7 +250,7 @@ def test_scalar_directions_live_in_the_registry():
 
 def test_prepare_rejects_unknown_kernel_arguments():
     f, p, x = _mlp()
-    with pytest.raises(SuiteError, match="pntk got unexpected argument.* index"):
+    with pytest.raises(SuiteError, match=r"pntk got unexpected argument.* index"):
         kernels.prepare("pntk", f, p, x, index=1)
     with pytest.raises(SuiteError, match="valid kernels: entk"):
         kernels.prepare("ntk", f, p, x)

@@ -52,7 +52,14 @@ from suite.kernels.memory import (
     memory_budget,
     parse_bytes,
 )
-from suite.kernels.registry import APPROXIMATIONS, KERNELS, KernelSpec, as_matrix, get_kernel, projection
+from suite.kernels.registry import (
+    APPROXIMATIONS,
+    KERNELS,
+    KernelSpec,
+    as_matrix,
+    get_kernel,
+    projection,
+)
 from suite.kernels.validation import ApplyFn, Problem, validate
 
 __all__ = [

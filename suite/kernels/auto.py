@@ -24,7 +24,12 @@ from typing import Any
 import jax
 
 from suite.errors import MemoryBudgetError
-from suite.kernels.implementations import available_implementations, executable, resolve_implementation, signature
+from suite.kernels.implementations import (
+    available_implementations,
+    executable,
+    resolve_implementation,
+    signature,
+)
 from suite.kernels.memory import estimate_bytes, memory_budget
 from suite.kernels.registry import KERNELS
 from suite.kernels.validation import ApplyFn, Problem
