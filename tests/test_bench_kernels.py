@@ -180,7 +180,7 @@ def kernel_call(kernel: str, implementation: str, problem: Problem) -> KernelCal
                                              implementation=implementation, **kwargs))
 
     def bare() -> jax.Array:
-        return jax.block_until_ready(prepared.executable(*prepared.args))
+        return jax.block_until_ready(prepared.run_unchecked())
 
     return KernelCall(prepared.implementation, public, bare, prepared.compiled_bytes)
 

@@ -310,7 +310,7 @@ def _overhead_section(df: pd.DataFrame) -> list[str]:
     return [
         "## Overhead of the public call", "",
         "The public call on a cached signature (checks, one fused NaN/inf reduction, the cached plan) "
-        "against the bare compiled executable `prepare(...).executable(*args)` on the same inputs.", "",
+        "against the bare compiled program `prepare(...).run_unchecked()` on the same inputs (the same program, its NaN/inf flags not read).", "",
         markdown_table(ov, cols, {"O": "d", "N": "d"}), "",
     ]
 

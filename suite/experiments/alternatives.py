@@ -145,7 +145,7 @@ def timed_calls(apply_fn, params, x, implementation: str, seed: int) -> dict[str
 
 
 def _bare_call(prepared: kernels.Prepared) -> Callable[[], jax.Array]:
-    return lambda: prepared.executable(*prepared.args)
+    return prepared.run_unchecked
 
 
 def _unscaled_call(pntk: kernels.Prepared) -> Callable[[], jax.Array]:
@@ -153,7 +153,7 @@ def _unscaled_call(pntk: kernels.Prepared) -> Callable[[], jax.Array]:
     o = pntk.problem.n_outputs
     x, x2, params, v = pntk.args
     ones = jnp.ones(o, v.dtype)
-    return lambda: pntk.executable(x, x2, params, ones) / o
+    return lambda: pntk.executable(x, x2, params, ones)[0] / o
 
 
 def median_seconds(call: Callable[[], jax.Array], repeats: int = REPEATS, warmup: bool = True) -> float:

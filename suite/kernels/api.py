@@ -4,7 +4,8 @@
 shapes and dtypes, parameter tree structure and leaf shapes, the memory budget setting)
 once, and caches it: structural validation and ``jax.eval_shape`` of ``apply_fn``, the
 memory estimate, ``auto``'s choice, compilation and XLA's compiled-memory check. Every call
-still checks the values (NaN or inf in x1, x2 and the parameters) in one fused reduction.
+still checks the values (NaN or inf in x1, x2 and the parameters) in one fused reduction,
+computed by the kernel's own compiled program and read when the kernel is done.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from suite.kernels.validation import (
     check_finite,
     check_inputs,
     output_problem,
+    raise_if_not_finite,
 )
 
 
@@ -54,8 +56,8 @@ class Prepared:
         problem: N1, N2, O, P, dtype and the per-example input shape.
         compiled_bytes: XLA's estimate of the bytes one call allocates (result and
             temporaries such as Jacobians); None where the backend does not report it.
-        executable: the compiled kernel; ``executable(*args)`` is :meth:`run` without
-            anything around it (what the overhead benchmark compares against).
+        executable: the compiled kernel; ``executable(*args)`` returns ``(kernel, flags)``,
+            the finite-value flags of x1, x2 and the parameters computed in the same program.
         args: its arguments: (x1, x2, params) or, for scalar kernels, (x1, x2, params, v).
     """
 
@@ -74,11 +76,23 @@ class Prepared:
         return (p.n1, p.n2, p.n_outputs, p.n_outputs) if KERNELS[self.kernel].block else (p.n1, p.n2)
 
     def run(self) -> jax.Array:
-        """The kernel (asynchronous, like any jax result); the first call of ``auto`` on a new
-        signature already computed it while timing the candidates, and returns that result."""
+        """The kernel, after its NaN/inf flags (computed with it) are read: a call returns when
+        the kernel is done. The first call of ``auto`` on a new signature already computed it
+        while timing the candidates, and returns that result.
+
+        Raises:
+            SuiteError: x1, x2 or the parameters contain NaN or inf.
+        """
         if self._result is not None:
             return self._result
-        return self.executable(*self.args)
+        out, flags = self.executable(*self.args)
+        raise_if_not_finite(flags)
+        return out
+
+    def run_unchecked(self) -> jax.Array:
+        """The compiled program alone (asynchronous; its flags are not read): the bare call
+        the overhead benchmark and the alternatives experiment time."""
+        return self.executable(*self.args)[0]
 
 
 _PLANS: OrderedDict[tuple[Any, ...], _Plan] = OrderedDict()
@@ -133,7 +147,8 @@ def prepare(
     Once per signature (apply_fn, shapes and dtypes of x1, x2 and the parameter leaves, the
     parameter tree structure, ``SUITE_MEMORY_BUDGET``), cached: structural checks,
     ``jax.eval_shape`` of ``apply_fn``, the memory estimate, ``auto``'s timing and
-    compilation with XLA's memory check. Every call: the NaN/inf check, one fused reduction.
+    compilation with XLA's memory check. Every call: the NaN/inf check, one fused reduction
+    (inside the kernel's compiled program for a cached signature; read by :meth:`Prepared.run`).
 
     Raises:
         SuiteError: bad inputs or parameters, an unknown kernel, implementation or argument.
@@ -145,7 +160,6 @@ def prepare(
         takes = ", ".join(spec.kwargs) or "no keyword arguments besides implementation"
         raise SuiteError(f"{kernel} got unexpected argument(s) {', '.join(unknown)}; it takes {takes}")
     x1, x2, leaves, treedef = check_inputs(apply_fn, params, x1, x2)
-    check_finite(x1, x2, leaves)
     requested = resolve_implementation(implementation, kernel)
     key = (
         kernel, apply_fn, requested, _array_signature(x1), None if x2 is None else _array_signature(x2),
@@ -154,6 +168,9 @@ def prepare(
     plan = _PLANS.get(key)
     result = None
     if plan is None:
+        # A new signature: values first, so that NaN inputs are refused before any tracing;
+        # a cached one reads the same flags from the kernel's own program (Prepared.run).
+        check_finite(x1, x2, leaves)
         problem = output_problem(apply_fn, params, x1, x2, leaves)
         v = _direction(spec, problem, kernel_kwargs)
         args = (x1, x2, params) if v is None else (x1, x2, params, v)

@@ -91,7 +91,7 @@ def near_tie(timings: dict[str, float], margin: float = AUTO_MARGIN, noise: floa
 
 def _timed(exe: Any, args: tuple[Any, ...]) -> tuple[jax.Array, float]:
     start = time.perf_counter()
-    out = jax.block_until_ready(exe(*args))
+    out = jax.block_until_ready(exe(*args)[0])
     return out, time.perf_counter() - start
 
 

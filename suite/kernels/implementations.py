@@ -23,7 +23,7 @@ import jax.numpy as jnp
 from suite import _nt
 from suite.errors import unknown_name
 from suite.kernels.memory import check_compiled
-from suite.kernels.validation import ApplyFn
+from suite.kernels.validation import ApplyFn, finite_flags
 
 #: neural-tangents' NtkImplementation values; ``jax`` is the suite's own path.
 IMPLEMENTATIONS: dict[str, int | None] = {
@@ -144,7 +144,9 @@ def compiled(apply_fn: ApplyFn, implementation: str, mode: str) -> Any:
     """Jitted kernel function, cached so repeated calls with the same apply_fn do not recompile.
 
     ``mode``: ``full`` (x1, x2, params) -> (N1, N2, O, O); ``trace`` -> (N1, N2);
-    ``scalar`` (x1, x2, params, v) -> (N1, N2), the NTK of v^T f.
+    ``scalar`` (x1, x2, params, v) -> (N1, N2), the NTK of v^T f. It returns
+    ``(kernel, finite_flags(x1, x2, params))``: the value checks ride in the kernel's own
+    program, so a cached call needs no second dispatch for them.
     Always jitted: an unjitted neural-tangents call gave wrong numbers on older jaxlib.
     """
     impl = IMPLEMENTATIONS[implementation]
@@ -152,7 +154,11 @@ def compiled(apply_fn: ApplyFn, implementation: str, mode: str) -> Any:
         fn = _jax_scalar(apply_fn) if mode == "scalar" else _jax_full(apply_fn, mode)
     else:
         fn = _nt_kernel(apply_fn, impl, mode)
-    return jax.jit(fn)
+
+    def checked(x1, x2, params, *v):
+        return fn(x1, x2, params, *v), finite_flags(x1, x2, params)
+
+    return jax.jit(checked)
 
 
 def signature(args: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -166,7 +172,8 @@ _MAX_EXECUTABLES = 256
 
 
 def executable(kernel: str, apply_fn: ApplyFn, implementation: str, mode: str, args: tuple[Any, ...]) -> Any:
-    """The compiled kernel for these argument shapes, cached (least recently used, 256 kept).
+    """The compiled kernel for these argument shapes, cached (least recently used, 256 kept);
+    ``executable(...)(*args)`` returns ``(kernel, finite flags)`` (see :func:`compiled`).
 
     Compiling ahead of time lets XLA report the memory the call will need (arguments, result
     and temporaries such as Jacobians) before anything is allocated; a call over the

@@ -5,9 +5,11 @@ signature (apply_fn, shapes, dtypes, parameter tree):
 
 * structural checks (:func:`check_inputs`: dtype, batch axis, shapes; :func:`output_problem`:
   ``jax.eval_shape`` of ``apply_fn``): once per signature;
-* value checks (:func:`check_finite`: NaN or inf in x1, x2 or the parameters): every call,
-  as ONE jitted reduction over all arrays and one transfer of three booleans, instead of one
-  blocking reduction per parameter leaf.
+* value checks (NaN or inf in x1, x2 or the parameters): every call, as ONE reduction over
+  all arrays (:func:`finite_flags`) and one transfer of three booleans, instead of one
+  blocking reduction per parameter leaf. A cached call computes the flags inside the kernel's
+  own compiled program (no extra dispatch); the first call of a signature checks them first,
+  with :func:`check_finite`, before anything is traced or compiled.
 """
 
 from __future__ import annotations
@@ -89,28 +91,35 @@ def _leaf_dtype(leaf: Any) -> np.dtype:
     return np.dtype(dtype) if dtype is not None else np.asarray(leaf).dtype
 
 
-@jax.jit
-def _finite_flags(x1: jax.Array, x2: jax.Array | None, leaves: list[jax.Array]) -> jax.Array:
-    """[x1 finite, x2 finite, every parameter finite] in one fused reduction."""
+def finite_flags(x1: jax.Array, x2: jax.Array | None, params: Any) -> jax.Array:
+    """[x1 finite, x2 finite, every floating-point parameter finite] as one (3,) bool array:
+    traceable, so a compiled kernel can return it beside its result (one fused reduction);
+    integer leaves cannot hold NaN and are skipped."""
+    leaves = [leaf for leaf in jax.tree_util.tree_leaves(params) if jnp.issubdtype(_leaf_dtype(leaf), jnp.floating)]
     ok_x2 = jnp.all(jnp.isfinite(x2)) if x2 is not None else jnp.bool_(True)
     ok_params = jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in leaves])) if leaves else jnp.bool_(True)
     return jnp.stack([jnp.all(jnp.isfinite(x1)), ok_x2, ok_params])
 
 
-def check_finite(x1: jax.Array, x2: jax.Array | None, leaves: list[Any]) -> None:
-    """Refuse NaN or inf in the inputs or the floating-point parameters.
+_finite_flags = jax.jit(finite_flags)
 
-    One device reduction and one explicit transfer of three booleans per call (jitted, so
-    cached per shapes); integer leaves cannot hold NaN and are skipped.
-    """
-    floats = [leaf for leaf in leaves if jnp.issubdtype(_leaf_dtype(leaf), jnp.floating)]
-    ok_x1, ok_x2, ok_params = (bool(b) for b in jax.device_get(_finite_flags(x1, x2, floats)))
+
+def raise_if_not_finite(flags: Any) -> None:
+    """Raise the error for the first False of :func:`finite_flags` (read with one explicit
+    transfer of three booleans)."""
+    ok_x1, ok_x2, ok_params = (bool(b) for b in jax.device_get(flags))
     if not ok_x1:
         raise SuiteError("x1 contains NaN or inf; clean or impute the inputs first")
     if not ok_x2:
         raise SuiteError("x2 contains NaN or inf; clean or impute the inputs first")
     if not ok_params:
         raise SuiteError("params contain NaN or inf; re-initialize the network or check training")
+
+
+def check_finite(x1: jax.Array, x2: jax.Array | None, leaves: list[Any]) -> None:
+    """Refuse NaN or inf in the inputs or the floating-point parameters: one jitted reduction
+    and one transfer of three booleans (not one blocking reduction per leaf)."""
+    raise_if_not_finite(_finite_flags(x1, x2, leaves))
 
 
 def output_problem(
