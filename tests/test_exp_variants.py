@@ -56,7 +56,7 @@ def test_registered_outside_verify(name: str, order: int) -> None:
 
 
 def test_outputs_grid_design() -> None:
-    for grid, seeds, dataset in (("quick", 5, "digits"), ("full", 5, "mnist5k")):
+    for grid, seeds, dataset in (("quick", 10, "digits"), ("full", 5, "mnist5k")):
         configs = outputs.EXPERIMENT.grid(grid)
         assert {c.arch for c in configs} >= {"mlp", "cnn"}
         assert {c.dataset for c in configs} == {dataset}
