@@ -14,7 +14,6 @@ import pandas as pd
 from suite.bench.loading import (
     NEAR_LIMIT_TARGET,
     calibration_time,
-    load,
     load_runs,
     machine_summary,
 )
@@ -116,11 +115,12 @@ def summarize(json_path: str | Path, figure: str | None = None, peers: Sequence[
     return "\n".join(lines)
 
 
-def headline(json_path: str | Path) -> list[str]:
-    """A few markdown bullet lines with a run's key ratios, for the verification report:
-    Figure 1's speedup and memory against O, the main grid's pNTK/eNTK speedups, speedup
-    against N, the near-the-limit ratio and auto against the fastest implementation."""
-    return _headline(ratios(load(json_path)))
+def headline(json_path: str | Path, peers: Sequence[str | Path] = ()) -> list[str]:
+    """A few markdown bullet lines with a run's key ratios, for the verification report: the
+    public call against its peers (with ``peers``' runs, e.g. torch) and its overhead, Figure
+    1's speedup and memory against O, the main grid's pNTK/eNTK speedups, speedup against N,
+    the near-the-limit ratios (pNTK and eNTK) and auto against the fastest implementation."""
+    return _headline(ratios(load_runs([json_path, *peers])))
 
 
 def _headline(df: pd.DataFrame) -> list[str]:
