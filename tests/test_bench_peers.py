@@ -63,7 +63,7 @@ def _torch_params(params: Any) -> tuple[Any, ...]:
             a = a.transpose(3, 2, 0, 1)
         elif a.ndim > 1 and a.shape[:-1] == (1,) * (a.ndim - 1):
             a = a.reshape(-1)
-        out.append(torch.from_numpy(np.ascontiguousarray(a)))
+        out.append(torch.from_numpy(np.array(a, copy=True)))  # writable, contiguous
     return tuple(out)
 
 
@@ -110,7 +110,7 @@ def torch_call(kernel: str, problem: Problem) -> Callable[[], Any]:
     cfg = problem.model.config
     forward = _forward(problem.arch, cfg)
     params = _torch_params(problem.params)
-    x = torch.from_numpy(np.asarray(problem.x1, np.float32))
+    x = torch.from_numpy(np.array(problem.x1, np.float32, copy=True))
     o = cfg.n_outputs
 
     def f_single(p, xi):
