@@ -287,6 +287,7 @@ def _conclusion(results, summary: pd.DataFrame) -> list[str]:
     lo, hi = (head["slope"].min(), head["slope"].max()) if len(head) else (math.nan, math.nan)
     archs = ", ".join(sorted(summary["arch"].dropna().unique()))
     reasons = judged[judged["verdict"] != "consistent"]["reason"].value_counts()
+    unexplained_contradictions = int(((judged["verdict"] == "contradicts") & (judged["reason"] == "unexplained")).sum())
     commits = sorted({str(m.get("environment", {}).get("git_commit")) for _, m in results.values()})
     text = [
         "## Conclusion",
@@ -303,9 +304,17 @@ def _conclusion(results, summary: pd.DataFrame) -> list[str]:
         f"{consistent_head} of {len(head)} architecture/depth series (slopes {_fmt(lo)} to {_fmt(hi)}, each "
         f"interval within ±{stats.THRESHOLDS.band_halfwidth:g} of −0.5). Of all {len(judged)} series with a "
         f"prediction, {int(counts.get('consistent', 0))} are consistent, {int(counts.get('inconclusive', 0))} "
-        f"inconclusive and {int(counts.get('contradicts', 0))} contradict it"
-        + (": " + ", ".join(f"{int(n)} {stats.REASONS[str(k)]}" for k, n in reasons.items()) if len(reasons) else "")
-        + ". Each is listed below with its numbers and the evidence for its reason.",
+        f"inconclusive and {int(counts.get('contradicts', 0))} contradict it."
+        + (
+            f" The {int(reasons.sum())} that are not consistent are listed below by reason, each with its "
+            "numbers and the evidence for the reason: "
+            + ", ".join(f"{int(n)} {stats.REASONS[str(k)]}" for k, n in reasons.items())
+            + (f". {unexplained_contradictions} contradict their prediction for no known reason (the gate "
+               "fails on these)." if unexplained_contradictions else
+               ". No series contradicts its prediction for an unknown reason: the unexplained ones are all "
+               "inconclusive (their intervals straddle an edge of the band).")
+            if len(reasons) else ""
+        ),
         "",
     ]
     if any(c.endswith("-dirty") or c == "None" for c in commits):
