@@ -25,31 +25,51 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="list experiments, architectures, kernels and datasets")
 
+    latest = paths.shown(paths.LATEST)
+    snapshot = paths.shown(paths.SNAPSHOT)
+
     def common(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("--grid", choices=GRID_NAMES, default="quick", help="grid size (default: quick)")
         sp.add_argument("--arch", action="append", help="only this architecture (repeatable)")
-        sp.add_argument("--out", type=Path, default=paths.REPORTS, help="reports directory (default: reports/)")
+        sp.add_argument("--out", type=Path, default=paths.LATEST,
+                        help=f"run folder (default: {latest}/, git-ignored; the snapshot in {snapshot}/ "
+                             "changes only through publish)")
         sp.add_argument("--float64", action="store_true", help="compute in float64 (default float32)")
-        sp.add_argument("--fresh", action="store_true", help="archive stored results and recompute all cases")
+        sp.add_argument("--fresh", action="store_true",
+                        help="archive the stored results of this run's cases and recompute them")
         sp.add_argument("--no-progress", action="store_true", help="hide the progress bar")
         sp.add_argument("--jobs", type=int, default=1, help="worker processes (default 1; results are identical)")
 
     run = sub.add_parser("run", help="run one experiment's grid (resumes), then rebuild the report")
     run.add_argument("experiment", help=f"one of: {', '.join(EXPERIMENTS)}; or 'all'")
     common(run)
-    run.add_argument("--grid-file", type=Path, help="custom grid (TOML or JSON; see suite.experiments.load_grid_file)")
+    run.add_argument("--grid-file", type=Path,
+                     help="custom grid (TOML or JSON; see suite.experiments.load_grid_file), labelled custom-<stem>")
     verify = sub.add_parser("verify", help="run every theorem experiment, then write summary.json, figures, REPORT.md")
     common(verify)
-    pub = sub.add_parser("publish", help="mark saved results as the committed snapshot: later runs recompute, not resume")
-    pub.add_argument("--out", type=Path, default=paths.REPORTS, help="reports directory (default: reports/)")
+    pub = sub.add_parser(
+        "publish",
+        help=f"merge a finished run into the committed snapshot ({snapshot}/) and rebuild its report",
+    )
+    pub.add_argument("--from", dest="source", type=Path, default=paths.LATEST,
+                     help=f"run folder to publish (default: {latest}/)")
+    pub.add_argument("--to", dest="snapshot", type=Path, default=paths.SNAPSHOT,
+                     help=f"snapshot folder (default: {snapshot}/)")
+    pub.add_argument("--experiment", action="append", help="only this experiment (repeatable; default: all run)")
+    pub.add_argument("--rebuild", action="store_true",
+                     help="copy nothing: rebuild the snapshot's summary.json, figures and REPORT.md from its data")
     for name, text in (("report", "rebuild summary.json, figures and REPORT.md from saved data"),
                        ("figures", "re-render the figures from saved data (same as report)")):
         sp = sub.add_parser(name, help=text)
-        sp.add_argument("--out", type=Path, default=paths.REPORTS, help="reports directory (default: reports/)")
-        sp.add_argument("--grid", choices=GRID_NAMES, default=None, help="grid to report (default: last run)")
+        sp.add_argument("--out", type=Path, default=paths.LATEST,
+                        help=f"run folder to read and write (default: {latest}/; the snapshot is rebuilt "
+                             "by publish --rebuild)")
+        sp.add_argument("--grid", default=None,
+                        help="grid to report: quick, full or custom-<grid file stem> (default: last run)")
     gate = sub.add_parser("gate", help="exit 1 when a headline series is not consistent or a contradiction is unexplained")
-    gate.add_argument("--summary", type=Path, default=paths.REPORTS / "summary.json",
-                      help="summary.json to judge (default: reports/summary.json)")
+    gate.add_argument("--summary", type=Path, default=paths.summary_file(paths.LATEST),
+                      help=f"summary.json to judge (default: the latest run's, {latest}/summary.json; "
+                           f"the committed one is {snapshot}/summary.json)")
     return p
 
 
@@ -93,9 +113,11 @@ def _run(names: Sequence[str], args: argparse.Namespace) -> None:
     print(f"done in {time.perf_counter() - start:.0f} s")
 
 
-def _report(out: Path, grid: str | None) -> None:
-    from suite import report
+def _report(out: Path, grid: str | None, *, snapshot: bool = False) -> None:
+    from suite import report, runner
 
+    if not snapshot:
+        runner.refuse_snapshot(out, "report")
     written = report.build(out, grid)
     summary = report.load_summary(written["summary"])
     counts: dict[str, int] = {}
@@ -126,6 +148,17 @@ def _gate(path: Path) -> int:
     return 0
 
 
+def _publish(args: argparse.Namespace) -> None:
+    from suite import paths, runner
+
+    if not args.rebuild:
+        for path in runner.publish(args.source, args.snapshot, args.experiment):
+            print(f"published {paths.shown(path)} (from {paths.shown(args.source)})")
+    elif not runner.is_snapshot(args.snapshot):
+        raise SuiteError(f"{paths.shown(args.snapshot)} holds no published results to rebuild; publish a run first")
+    _report(args.snapshot, None, snapshot=True)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = _parser().parse_args(argv)
@@ -143,10 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "gate":
             return _gate(args.summary)
         elif args.command == "publish":
-            from suite import runner
-
-            for path in runner.publish(args.out):
-                print(f"published {path}")
+            _publish(args)
         else:
             _report(args.out, args.grid)
     except SuiteError as exc:

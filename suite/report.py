@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,13 @@ import pandas as pd
 from suite import paths, stats
 from suite.errors import SuiteError
 from suite.experiments import EXPERIMENTS, Experiment
-from suite.store import ResultStore, atomic_write_json, atomic_write_text
+from suite.store import (
+    CASE_KEY_COLUMN,
+    ResultStore,
+    atomic_write_json,
+    atomic_write_text,
+    grid_membership,
+)
 
 #: Verdict of series for which the theory predicts nothing (see :func:`suite.stats.verdict`).
 REPORTED = "reported"
@@ -41,20 +48,34 @@ _SHOWN = {"experiment", "arch", "depth", "kernel", "metric"}
 
 def load_results(out: Path, grid: str | None = None) -> dict[str, tuple[pd.DataFrame, dict[str, Any]]]:
     """Rows and metadata of every experiment with results in ``out/data``, for one grid
-    (default: the grid each experiment last ran)."""
+    (default: the grid each experiment last ran).
+
+    A grid's rows are every stored case that belongs to it (:func:`suite.store.grid_membership`),
+    also those another grid computed first; their ``grid`` column is set to the chosen grid.
+    """
     found = {}
     for name, exp in EXPERIMENTS.items():
-        store = ResultStore(out / "data", name, version=exp.version)
+        store = ResultStore(paths.data_dir(out), name, version=exp.version)
         frame = store.load()
         if frame.empty:
             continue
         meta = store.metadata
         chosen = grid or meta.get("grid") or frame["grid"].iloc[-1]
-        rows = frame[frame["grid"] == chosen]
-        if rows.empty:
+        keys = grid_membership(frame, meta).get(chosen)
+        if not keys:
             continue
+        rows = frame[frame[CASE_KEY_COLUMN].isin(keys)].assign(grid=chosen)
         found[name] = (rows.reset_index(drop=True), {**meta, "grid": chosen})
     return found
+
+
+def stored_grids(out: Path) -> list[str]:
+    """Grid labels with results in ``out/data`` (for messages)."""
+    labels: set[str] = set()
+    for name, exp in EXPERIMENTS.items():
+        store = ResultStore(paths.data_dir(out), name, version=exp.version)
+        labels |= set(grid_membership(store.load(), store.metadata))
+    return sorted(labels)
 
 
 def summarize(exp: Experiment, rows: pd.DataFrame) -> pd.DataFrame:
@@ -86,23 +107,29 @@ def summarize(exp: Experiment, rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def build(out: str | Path | None = None, grid: str | None = None) -> dict[str, Any]:
-    """Write ``summary.json``, every figure and ``REPORT.md`` under ``out`` (default reports/).
+    """Write ``summary.json``, every figure and ``REPORT.md`` under ``out`` (default: the run
+    folder ``reports/latest``; the snapshot is rebuilt by ``python -m suite publish``).
 
     Returns:
         ``{"summary": Path, "report": Path, "figures": [Path, ...]}``.
     """
     from suite import figures
 
-    out = Path(out if out is not None else paths.REPORTS)
+    out = Path(out if out is not None else paths.LATEST)
     results = load_results(out, grid)
+    if not results and grid is not None and stored_grids(out):
+        raise SuiteError(
+            f"no results of grid {grid!r} in {paths.shown(paths.data_dir(out))}; grids stored there: "
+            f"{', '.join(stored_grids(out))} (a --grid-file run is labelled custom-<file stem>)"
+        )
     if not results:
         raise SuiteError(
-            f"no results in {out / 'data'}; run an experiment first, e.g. "
+            f"no results in {paths.shown(paths.data_dir(out))}; run an experiment first, e.g. "
             "python -m suite verify (or python -m suite run convergence --grid quick)"
         )
     summaries = [summarize(EXPERIMENTS[name], rows) for name, (rows, _) in results.items()]
     summary = pd.concat(summaries, ignore_index=True)
-    summary_path = out / "summary.json"
+    summary_path = paths.summary_file(out)
     atomic_write_json(summary_path, {
         "schema_version": SCHEMA_VERSION,
         "schema": "reports/THEORY.md §11",
@@ -118,11 +145,11 @@ def build(out: str | Path | None = None, grid: str | None = None) -> dict[str, A
             continue
         exp_summary = summary[summary["experiment"] == spec.experiment]
         fig = figures.render(spec.name, results[spec.experiment][0], exp_summary)
-        files = figures.save(fig, out / "figures", spec.name)
+        files = figures.save(fig, paths.figures_dir(out), spec.name)
         written += files
         shown.append((spec, next(p for p in files if p.suffix == ".png")))
 
-    report_path = out / "REPORT.md"
+    report_path = paths.report_file(out)
     atomic_write_text(report_path, _markdown(results, summary, shown, out))
     return {"summary": summary_path, "report": report_path, "figures": written}
 
@@ -221,7 +248,7 @@ def _markdown(results, summary: pd.DataFrame, shown, out: Path) -> str:
         "log(error) = a + b·log(n) is the mean of one least-squares slope per seed; the 95% interval is the "
         "Student-t interval over those per-seed slopes, which covers the true slope 95% of the time (checked by "
         "simulation in the tests). Each series carries what the theory predicts, declared by its experiment "
-        "and derived in [THEORY.md](THEORY.md): a slope (−0.5 for T1–T4), a bound (at least as fast as "
+        f"and derived in [THEORY.md]({_link(out, paths.THEORY)}): a slope (−0.5 for T1–T4), a bound (at least as fast as "
         f"n^-1/2), or nothing. Verdict: **consistent** when the whole interval lies within ±{stats.THRESHOLDS.band_halfwidth:g} "
         "of the prediction (the band allows for the curvature of the log-log curve at affordable widths, "
         "THEORY.md §10); **contradicts** when it lies wholly outside (for a bound: only when slower); "
@@ -369,11 +396,17 @@ def _not_consistent_section(summary: pd.DataFrame) -> list[str]:
     return parts
 
 
+def _link(out: Path, target: Path) -> str:
+    """``target`` relative to the folder of a report written under ``out`` (a markdown link)."""
+    return Path(os.path.relpath(target.resolve(), Path(out).resolve())).as_posix()
+
+
 def _cost_section(out: Path) -> list[str]:
-    """Key ratios of the committed benchmark baseline (``<out>/bench/baseline-cpu.json``), if any."""
+    """Key ratios of the committed benchmark baseline (``reports/bench/baseline-cpu.json``), if any,
+    linked relative to ``out`` (the snapshot or a run folder)."""
     from suite import bench
 
-    baseline = out / "bench" / "baseline-cpu.json"
+    baseline = paths.BENCH / "baseline-cpu.json"
     if not baseline.exists():
         return []
     machine = bench.machine_summary(baseline)
@@ -382,8 +415,9 @@ def _cost_section(out: Path) -> list[str]:
     return [
         "## Cost: pNTK vs eNTK (benchmarks)",
         "",
-        f"From the committed benchmark baseline `bench/baseline-cpu.json` ({where}); every table and "
-        "the figure are in [`bench/SUMMARY.md`](bench/SUMMARY.md), `nox -s bench` measures a new run.",
+        f"From the committed benchmark baseline `{_link(out, baseline)}` ({where}); every table and "
+        f"the figure are in [`{_link(out, paths.BENCH / 'SUMMARY.md')}`]({_link(out, paths.BENCH / 'SUMMARY.md')}), "
+        "`nox -s bench` measures a new run.",
         "",
         *bench.headline(baseline),
         "",
@@ -421,7 +455,10 @@ def load_summary(path: str | Path) -> list[dict[str, Any]]:
     try:
         payload = json.loads(path.read_text())
     except FileNotFoundError:
-        raise SuiteError(f"{path} does not exist; run python -m suite verify (or report) first") from None
+        raise SuiteError(
+            f"{path} does not exist; run python -m suite verify (or report) first, or judge the committed "
+            f"snapshot with --summary {paths.shown(paths.summary_file(paths.SNAPSHOT))}"
+        ) from None
     except (OSError, json.JSONDecodeError) as exc:
         raise SuiteError(f"cannot read {path}: {exc}") from exc
     version = payload.get("schema_version") if isinstance(payload, dict) else 1

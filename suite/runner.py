@@ -1,20 +1,26 @@
 """Run an experiment's grid with a progress bar, resuming from the results already stored.
 
-Every finished case is written atomically to ``<out>/data/<experiment>.csv`` at once (see
-:class:`suite.store.ResultStore`), so an interrupted run loses at most the case in flight and
-a rerun computes only the missing cases. Results computed in another environment (other
-library versions, backend or host) are not mixed in: they are moved to ``<out>/data/archive``
-and the grid is recomputed.
+Runs write to the run folder (``reports/latest/`` by default, git-ignored; see
+:mod:`suite.paths`), never to the committed snapshot: that changes only through
+:func:`publish`. Every finished case is written atomically to ``<out>/data/<experiment>.csv``
+at once (see :class:`suite.store.ResultStore`), so an interrupted run loses at most the case in
+flight and a rerun computes only the missing cases.
+
+Nothing a run does not recompute is moved or dropped. Results computed in another environment
+(other library versions, backend or host) are not mixed in: when the run recomputes every
+stored case they are moved to ``<out>/data/archive`` first, and otherwise the run stops and
+says how to proceed. ``--fresh`` sets aside only the stored cases the run recomputes.
 """
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import platform
 import shutil
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Sequence, Set
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict
 from datetime import UTC, datetime
@@ -26,9 +32,16 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from suite import paths
-from suite.errors import require_positive_int
+from suite.errors import SuiteError, require_positive_int
 from suite.experiments import common, get_experiment
-from suite.store import ResultStore, case_key
+from suite.store import (
+    CASE_KEY_COLUMN,
+    ResultStore,
+    atomic_write_csv,
+    atomic_write_json,
+    case_key,
+    grid_membership,
+)
 
 #: Fields of the environment that must match for stored results to be reused.
 FINGERPRINT_FIELDS = ("jax", "jaxlib", "neural_tangents", "backend", "device", "host")
@@ -40,8 +53,8 @@ def fingerprint(env: dict[str, Any]) -> dict[str, Any]:
 
 
 def data_dir(out: str | Path | None) -> Path:
-    """Folder of the results CSVs for reports directory ``out`` (default ``reports/``)."""
-    return Path(out if out is not None else paths.REPORTS) / "data"
+    """Folder of the results CSVs for reports directory ``out`` (default: the run folder)."""
+    return paths.data_dir(out)
 
 
 def case_id(config: Any) -> str:
@@ -49,14 +62,69 @@ def case_id(config: Any) -> str:
     return f"{config.id}-{case_key(asdict(config))}"
 
 
-def archive(store: ResultStore) -> Path:
-    """Move a store's files to ``archive/`` beside them (nothing is deleted); return the folder."""
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    dest = store.directory / "archive"
+def _stamp() -> str:
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def _read_sidecar(path: Path) -> dict[str, Any]:
+    """A sidecar's raw content ({} if absent or unreadable): enough to tell its version,
+    environment and published mark without the checks of :class:`ResultStore`."""
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def is_snapshot(out: str | Path | None) -> bool:
+    """Whether reports folder ``out`` holds a published snapshot (any store marked published)."""
+    directory = paths.data_dir(out)
+    return directory.is_dir() and any(_read_sidecar(p).get("published") for p in directory.glob("*.json"))
+
+
+def refuse_snapshot(out: str | Path | None, action: str) -> None:
+    """Raise unless ``out`` may be written by ``action``: the snapshot changes only by publish."""
+    if is_snapshot(out):
+        raise SuiteError(
+            f"{paths.shown(out or paths.LATEST)} holds the committed snapshot, which changes only through "
+            f"python -m suite publish; {action} writes to the run folder {paths.shown(paths.LATEST)} by "
+            "default (or pass another --out), and publish merges a finished run into the snapshot "
+            "(publish --rebuild rebuilds the snapshot's report from its own data)"
+        )
+
+
+def _move_aside(files: Sequence[Path], stamp: str) -> Path:
+    """Move a store's files into ``archive/`` beside them, stamped (nothing is deleted)."""
+    dest = files[0].parent / paths.ARCHIVE_DIR
     dest.mkdir(parents=True, exist_ok=True)
-    for path in (store.csv_path, store.meta_path):
+    for path in files:
         if path.exists():
             shutil.move(str(path), dest / f"{path.stem}-{stamp}{path.suffix}")
+    return dest
+
+
+def archive(store: ResultStore, keys: Set[str] | None = None) -> Path:
+    """Set stored cases aside in ``archive/`` beside the store (nothing is deleted).
+
+    Args:
+        store: The store.
+        keys: Only these cases (default: all). When other cases remain, the set-aside rows go
+            to ``archive/<experiment>-<stamp>.csv`` with a copy of the sidecar, and the store
+            keeps the rest; otherwise both files are moved.
+
+    Returns:
+        The archive folder.
+    """
+    stamp = _stamp()
+    stored = store.done_keys()
+    if keys is None or stored <= set(keys):
+        return _move_aside([store.csv_path, store.meta_path], stamp)
+    dest = store.directory / paths.ARCHIVE_DIR
+    rows = store.load()
+    # Written before the rows leave the store: an interruption can duplicate, never lose.
+    atomic_write_csv(dest / f"{store.experiment}-{stamp}.csv", rows[rows[CASE_KEY_COLUMN].isin(set(keys))])
+    atomic_write_json(dest / f"{store.experiment}-{stamp}.json", store.metadata)
+    store.remove(set(keys))
     return dest
 
 
@@ -77,11 +145,13 @@ def run_experiment(
 
     Args:
         name: experiment name (see ``python -m suite list``).
-        grid: ``quick`` or ``full``.
+        grid: ``quick`` or ``full``, or the label of ``configs`` (e.g. ``custom-<file stem>``).
         archs: restrict to these architectures.
-        out: reports directory; results go to ``<out>/data``.
+        out: reports directory (default: the run folder ``reports/latest``); results go to
+            ``<out>/data``. A published snapshot is refused (see :func:`publish`).
         dtype: override the configs' dtype (``float64`` enables jax x64).
-        fresh: archive stored results and recompute everything.
+        fresh: archive the stored results of this run's cases and recompute them (other
+            stored cases stay).
         progress: show a progress bar on stderr.
         max_cases: stop after computing this many new cases (for tests and quick looks).
         configs: explicit cases (e.g. from a grid file) instead of the named grid; ``grid`` is
@@ -104,21 +174,36 @@ def run_experiment(
         common.ensure_dtype(c.dtype)
 
     env = {**common.environment(), "host": platform.node()}
+    refuse_snapshot(out, "a run")
     directory = data_dir(out)
     store = ResultStore(directory, exp.name, version=exp.version)
+    keys = [case_id(c) for c in configs]
+    stored = store.done_keys()
     stored_env = store.metadata.get("environment")
-    published = bool(store.metadata.get("published"))
-    if store.done_keys() and (fresh or published or (stored_env and fingerprint(stored_env) != fingerprint(env))):
-        reason = (
-            "--fresh" if fresh
-            else "they are the committed snapshot (git keeps it too); recomputing on this machine" if published
-            else "they were computed in another environment"
-        )
+    if stored and stored_env and fingerprint(stored_env) != fingerprint(env):
+        others = stored - set(keys)
+        if others:
+            changed = {k: (stored_env.get(k), env.get(k)) for k in FINGERPRINT_FIELDS
+                       if stored_env.get(k) != env.get(k)}
+            raise SuiteError(
+                f"{paths.shown(store.csv_path)} holds {len(stored)} cases computed in another environment "
+                f"({', '.join(f'{k}: {a} -> {b}' for k, (a, b) in changed.items())}), and {len(others)} of them "
+                "are not part of this run (other architectures or grids): resuming would mix environments, "
+                "and archiving would drop results this run does not recompute. Rerun the whole grid "
+                "(without --arch or --grid-file), pass another --out, or move "
+                f"{store.csv_path.name} and {store.meta_path.name} into {paths.shown(paths.archive_dir(out))} "
+                "to start afresh"
+            )
         where = archive(store)
-        print(f"{exp.name}: moved earlier results to {where} ({reason})", file=sys.stderr)
+        print(f"{exp.name}: moved earlier results to {paths.shown(where)} (they were computed in another "
+              "environment)", file=sys.stderr)
+        store = ResultStore(directory, exp.name, version=exp.version)
+    elif fresh and stored & set(keys):
+        where = archive(store, set(keys))
+        print(f"{exp.name}: --fresh: moved the {len(stored & set(keys))} stored cases this run recomputes to "
+              f"{paths.shown(where)}", file=sys.stderr)
         store = ResultStore(directory, exp.name, version=exp.version)
 
-    keys = [case_id(c) for c in configs]
     done = store.done_keys()
     todo = [(k, c) for k, c in zip(keys, configs, strict=True) if k not in done]
     if max_cases is not None:
@@ -128,7 +213,14 @@ def run_experiment(
               f"{store.csv_path}; computing {len(todo)}", file=sys.stderr)
 
     started = time.perf_counter()
-    store.write_metadata({"grid": grid, "environment": env, "started": _now()})
+    # Every grid a case was asked for, not only the one that computed it: a custom grid that
+    # resumes a quick-grid case, or an --arch run, must find its cases in the report.
+    grids = {str(g): set(v) for g, v in dict(store.metadata.get("grids") or {}).items()}
+    grids[grid] = grids.get(grid, set()) | set(keys)
+    store.write_metadata({
+        "grid": grid, "grids": {g: sorted(v) for g, v in grids.items()}, "environment": env,
+        "started": _now(), "finished": None,
+    })
     bar = tqdm(total=len(todo), desc=f"{exp.name} [{grid}]", unit="case", disable=not progress, file=sys.stderr)
     for key, config, rows, seconds in _compute(exp.name, todo, jobs):
         bar.set_postfix_str(config.id)
@@ -175,19 +267,97 @@ def _compute(name: str, todo: list[tuple[str, Any]], jobs: int) -> Iterator[tupl
             yield key, config, *future.result()
 
 
-def publish(out: str | Path | None = None) -> list[Path]:
-    """Mark every stored result under ``out`` as a published snapshot (the committed report):
-    a later run recomputes instead of resuming from it, so a fresh clone verifies on its own
-    machine. Returns the sidecars marked."""
+def publish(
+    source: str | Path | None = None,
+    snapshot: str | Path | None = None,
+    experiments: Sequence[str] | None = None,
+) -> list[Path]:
+    """Merge a finished run's results into the committed snapshot and mark them published.
+
+    For each experiment with results in ``source``: when the snapshot's store of it comes from
+    the same environment and version, the run's cases replace the snapshot's cases with the
+    same key and the snapshot's other cases stay (so publishing an ``--arch`` run keeps the
+    other architectures); otherwise the snapshot's files are moved to its ``data/archive/``
+    first (git keeps them too). Experiments without results in ``source`` are left alone.
+    Rebuild the snapshot's report afterwards (``python -m suite publish`` does both).
+
+    Args:
+        source: the run folder (default ``reports/latest``).
+        snapshot: the snapshot folder (default ``reports/``).
+        experiments: only these experiments (default: every one with results in ``source``).
+
+    Returns:
+        The snapshot sidecars written.
+
+    Raises:
+        SuiteError: ``source`` is the snapshot, has no results, or holds a run that did not
+            finish (rerun it first; nothing is published then).
+    """
     from suite.experiments import EXPERIMENTS
 
-    marked = []
-    for name, exp in EXPERIMENTS.items():
-        store = ResultStore(data_dir(out), name, version=exp.version)
-        if store.done_keys():
-            store.write_metadata({"published": True})
-            marked.append(store.meta_path)
-    return marked
+    source = Path(source if source is not None else paths.LATEST)
+    snapshot = Path(snapshot if snapshot is not None else paths.SNAPSHOT)
+    if source.resolve() == snapshot.resolve():
+        raise SuiteError(
+            f"publish copies a run into the snapshot, but --from and --to are both {paths.shown(source)}; "
+            "to rebuild the snapshot's report from its own data use python -m suite publish --rebuild"
+        )
+    names = list(EXPERIMENTS) if experiments is None else [get_experiment(n).name for n in experiments]
+    stores = {}
+    for name in names:
+        store = ResultStore(paths.data_dir(source), name, version=EXPERIMENTS[name].version)
+        if not store.done_keys():
+            if experiments is not None:
+                raise SuiteError(f"no results of {name} in {paths.shown(paths.data_dir(source))}; "
+                                 f"run it first: python -m suite run {name} --out {paths.shown(source)}")
+            continue
+        if store.metadata.get("finished") is None:
+            raise SuiteError(
+                f"the {name} run in {paths.shown(source)} did not finish; rerun the same command to complete "
+                "it (it resumes), then publish (or leave it out with --experiment)"
+            )
+        stores[name] = store
+    if not stores:
+        raise SuiteError(f"no results in {paths.shown(paths.data_dir(source))} to publish; run the suite first, "
+                         "e.g. python -m suite verify")
+
+    stamp = _stamp()
+    return [_publish_store(store, paths.data_dir(snapshot), source, stamp) for store in stores.values()]
+
+
+def _publish_store(store: ResultStore, directory: Path, source: Path, stamp: str) -> Path:
+    """Merge one run store into the snapshot store of the same experiment (see :func:`publish`)."""
+    rows, meta = store.load(), store.metadata
+    target_meta = _read_sidecar(directory / f"{store.experiment}.json")
+    target_csv = directory / f"{store.experiment}.csv"
+    same = (target_meta.get("version") == store.version
+            and fingerprint(target_meta.get("environment") or {}) == fingerprint(meta.get("environment") or {}))
+    members = grid_membership(rows, meta)
+    if target_csv.exists() or target_meta:
+        if same:
+            target = ResultStore(directory, store.experiment, version=store.version)
+            old = target.load()
+            kept = old[~old[CASE_KEY_COLUMN].isin(set(rows[CASE_KEY_COLUMN]))]
+            for label, keys in grid_membership(old, target.metadata).items():
+                members[label] = members.get(label, set()) | (keys & set(kept[CASE_KEY_COLUMN]))
+            rows = pd.concat([kept, rows], ignore_index=True) if len(kept) else rows
+        else:
+            dest = _move_aside([target_csv, directory / f"{store.experiment}.json"], stamp)
+            print(f"{store.experiment}: the snapshot's results came from another environment or version; "
+                  f"moved them to {paths.shown(dest)}", file=sys.stderr)
+    merged = {
+        **meta,
+        "grids": {g: sorted(v) for g, v in members.items()},
+        "n_cases": int(rows[CASE_KEY_COLUMN].nunique()),
+        "published": True,
+        "published_from": paths.shown(source),
+        "published_at": _now(),
+    }
+    # Sidecar first: a CSV is never left without the sidecar that vouches for it.
+    meta_path = directory / f"{store.experiment}.json"
+    atomic_write_json(meta_path, merged)
+    atomic_write_csv(target_csv, rows)
+    return meta_path
 
 
 def _now() -> str:

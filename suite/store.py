@@ -40,6 +40,7 @@ __all__ = [
     "atomic_write_json",
     "atomic_write_text",
     "case_key",
+    "grid_membership",
     "to_jsonable",
 ]
 
@@ -416,3 +417,52 @@ class ResultStore:
         atomic_write_csv(self.csv_path, frame)
         self._frame = frame
         self._keys.add(key)
+
+    def remove(self, keys: Set[str]) -> pd.DataFrame:
+        """Take the rows of cases ``keys`` out of the store and persist the rest at once.
+
+        Used to set cases aside before recomputing them (``--fresh``); the caller saves the
+        returned rows first (e.g. to an archive), so an interruption can leave a case in
+        both places but never in neither.
+
+        Args:
+            keys: Case keys to remove; keys not stored are ignored.
+
+        Returns:
+            The removed rows (with their ``case_key`` column).
+        """
+        gone = self._frame[CASE_KEY_COLUMN].isin(set(keys))
+        removed = self._frame[gone].reset_index(drop=True)
+        if removed.empty:
+            return removed
+        kept = self._frame[~gone].reset_index(drop=True)
+        atomic_write_csv(self.csv_path, kept)
+        self._frame = kept
+        self._keys = set(kept[CASE_KEY_COLUMN])
+        return removed
+
+
+def grid_membership(frame: pd.DataFrame, metadata: Mapping[str, Any]) -> dict[str, set[str]]:
+    """Which stored cases belong to which grid: grid label -> case keys.
+
+    A case computed once can belong to several grids (a custom grid that resumes a case the
+    quick grid computed, or two partial runs of one grid). Each row's ``grid`` column names
+    the grid that computed it; the sidecar's ``grids`` map (written by
+    :func:`suite.runner.run_experiment`) adds every grid a run asked for the case under.
+    Stores written before the map existed are described by their ``grid`` column alone.
+
+    Args:
+        frame: The store's rows (:meth:`ResultStore.load`).
+        metadata: The store's sidecar (:attr:`ResultStore.metadata`).
+
+    Returns:
+        Grid label to the keys of its stored cases (keys of cases not stored are left out).
+    """
+    stored = set(frame[CASE_KEY_COLUMN]) if len(frame) else set()
+    members: dict[str, set[str]] = {}
+    if "grid" in frame.columns:
+        for label, keys in frame.groupby("grid")[CASE_KEY_COLUMN]:
+            members.setdefault(str(label), set()).update(keys)
+    for label, keys in dict(metadata.get("grids") or {}).items():
+        members.setdefault(str(label), set()).update(set(keys) & stored)
+    return {label: keys for label, keys in members.items() if keys}

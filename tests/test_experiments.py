@@ -141,15 +141,16 @@ def test_results_from_another_environment_are_archived_not_mixed(tiny, tmp_path,
     assert archived == [".csv", ".json"]
 
 
-def test_published_snapshot_is_recomputed_not_resumed(tiny, tmp_path):
-    runner.run_experiment("convergence", out=tmp_path, progress=False, max_cases=2)
-    assert runner.publish(tmp_path) == [tmp_path / "data" / "convergence.json"]
-    runner.run_experiment("convergence", out=tmp_path, progress=False)
-    assert len(tiny) == 2 + 6  # all recomputed
-    assert (tmp_path / "data" / "archive").is_dir()
-    # the new results are not published: an interrupted rerun resumes from them
-    runner.run_experiment("convergence", out=tmp_path, progress=False)
-    assert len(tiny) == 8
+def test_published_snapshot_is_neither_resumed_nor_overwritten(tiny, tmp_path):
+    runner.run_experiment("convergence", out=tmp_path / "run", progress=False, max_cases=2)
+    snapshot = tmp_path / "snapshot"
+    assert runner.publish(tmp_path / "run", snapshot) == [snapshot / "data" / "convergence.json"]
+    with pytest.raises(SuiteError, match="committed snapshot, which changes only through python -m suite publish"):
+        runner.run_experiment("convergence", out=snapshot, progress=False)
+    assert len(tiny) == 2 and not (snapshot / "data" / "archive").exists()
+    # the run folder is not published: an interrupted run resumes from it
+    runner.run_experiment("convergence", out=tmp_path / "run", progress=False)
+    assert len(tiny) == 6
 
 
 def test_fresh_recomputes(tiny, tmp_path):

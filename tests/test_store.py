@@ -336,3 +336,31 @@ def test_bad_store_arguments(tmp_path: Path) -> None:
 def test_module_exports() -> None:
     for name in store_mod.__all__:
         assert hasattr(store_mod, name)
+
+
+# --------------------------------------------------------------------------- remove, grid membership
+
+
+def test_remove_takes_cases_out_atomically_and_returns_them(tmp_path):
+    from suite.store import ResultStore
+
+    store = ResultStore(tmp_path, "exp", version="1")
+    for key, value in (("a", 1.0), ("b", 2.0), ("c", 3.0)):
+        store.add(key, pd.DataFrame({"value": [value, value]}))
+    removed = store.remove({"a", "c", "missing"})
+    assert sorted(removed["case_key"].unique()) == ["a", "c"] and len(removed) == 4
+    assert store.done_keys() == {"b"}
+    reopened = ResultStore(tmp_path, "exp", version="1")
+    assert reopened.done_keys() == {"b"} and reopened.load()["value"].tolist() == [2.0, 2.0]
+    assert store.remove({"zzz"}).empty and store.done_keys() == {"b"}
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_grid_membership_joins_row_labels_and_the_sidecar_map():
+    from suite.store import grid_membership
+
+    frame = pd.DataFrame({"case_key": ["a", "a", "b", "c"], "grid": ["quick", "quick", "quick", "custom-x"]})
+    meta = {"grids": {"custom-x": ["a", "c", "not-stored"], "quick": ["a", "b"]}}
+    assert grid_membership(frame, meta) == {"quick": {"a", "b"}, "custom-x": {"a", "c"}}
+    # stores written before the map existed are described by their grid column
+    assert grid_membership(frame, {}) == {"quick": {"a", "b"}, "custom-x": {"c"}}

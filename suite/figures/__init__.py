@@ -162,8 +162,9 @@ def skipped(result: dict[str, list[Path]]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     """``python -m suite.figures [DATA_DIR [OUT_DIR]] [--only NAME ...]``.
 
-    Renders every figure (or only the named ones) from saved data; defaults are
-    :data:`suite.paths.DATA` and :data:`suite.paths.FIGURES`, and slopes come from
+    Renders every figure (or only the named ones) from saved data; defaults are the run
+    folder's ``data/`` and ``figures/`` (``reports/latest``, see :mod:`suite.paths`; the
+    committed snapshot changes only through ``python -m suite publish``), and slopes come from
     ``summary.json`` next to ``DATA_DIR`` when it exists.
     """
     import argparse
@@ -174,8 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m suite.figures", description="Render the suite's figures from saved data."
     )
-    parser.add_argument("data_dir", nargs="?", type=Path, default=paths.DATA)
-    parser.add_argument("out_dir", nargs="?", type=Path, default=paths.FIGURES)
+    parser.add_argument("data_dir", nargs="?", type=Path, default=paths.data_dir(paths.LATEST))
+    parser.add_argument("out_dir", nargs="?", type=Path, default=paths.figures_dir(paths.LATEST))
     parser.add_argument(
         "--only",
         action="append",
@@ -184,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     try:
-        summary = load_summary(args.data_dir.parent / "summary.json")
+        summary = load_summary(paths.summary_file(args.data_dir.parent))
         result = render_all(args.data_dir, args.out_dir, summary, only=args.only)
     except SuiteError as exc:
         print(f"error: {exc}", file=sys.stderr)
