@@ -1,14 +1,17 @@
 """Tasks for the pNTK suite: ``nox -l`` lists them, ``nox -s NAME`` runs one.
 
     nox -s tests                 # fast test suite (the README and CI command)
-    nox -s verify                # theorem experiments -> reports/ (nox -s verify -- --grid full)
+    nox -s verify                # theorem experiments -> reports/latest/ (nox -s verify -- --grid full)
     nox -s lint                  # ruff + mypy
     nox -s bench                 # time the kernels -> reports/bench/<machine>-<stamp>.json, .md, .png
     nox -s bench_peers           # torch.func peers beside the newest bench run (installs CPU torch)
     nox -s bench_compare         # newest run vs reports/bench/baseline-cpu.json; fails on a >25% regression
-    nox -s gate                  # exit 1 unless reports/summary.json's headline verdicts are consistent
-    nox -s figures               # re-render figures from reports/data
-    nox -s reproduce             # every experiment's full grid, then the report and figures
+    nox -s gate                  # exit 1 unless reports/latest/summary.json's headline verdicts are consistent
+    nox -s figures               # re-render figures from reports/latest/data
+    nox -s reproduce             # every experiment's full grid, then the report and figures (reports/latest/)
+
+Runs write to the git-ignored run folder ``reports/latest/``; the committed snapshot in
+``reports/`` changes only through ``python -m suite publish`` (see the README).
 
 Arguments after ``--`` go to the session's command (pytest, ``python -m suite verify``,
 ``python -m suite.bench compare``).
@@ -91,7 +94,7 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def verify(session: nox.Session) -> None:
-    """Run every theorem experiment and write reports/ (``-- --grid full`` for the full grid)."""
+    """Run every theorem experiment and write reports/latest/ (``-- --grid full`` for the full grid)."""
     install(session)
     session.run("python", "-m", "suite", "verify", *session.posargs)
 
@@ -147,20 +150,20 @@ def bench_compare(session: nox.Session) -> None:
 
 @nox.session
 def gate(session: nox.Session) -> None:
-    """Fail when a headline verdict in reports/summary.json is not consistent, or a contradiction is unexplained."""
+    """Fail when a headline verdict in reports/latest/summary.json is not consistent or a contradiction unexplained."""
     install(session)
     session.run("python", "-m", "suite", "gate", *session.posargs)
 
 
 @nox.session(default=False)
 def figures(session: nox.Session) -> None:
-    """Re-render every figure from the saved data in reports/data (no kernels computed)."""
+    """Re-render every figure from the saved data in reports/latest/data (no kernels computed)."""
     install(session)
     session.run("python", "-m", "suite", "figures", *session.posargs)
 
 
 @nox.session(default=False)
 def reproduce(session: nox.Session) -> None:
-    """Run every experiment's full grid (hours on CPU), then rebuild the report and figures."""
+    """Run every experiment's full grid (hours on CPU) into reports/latest/, then its report and figures."""
     install(session)
     session.run("python", "-m", "suite", "run", "all", "--grid", "full", *session.posargs)
