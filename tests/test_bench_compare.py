@@ -326,9 +326,10 @@ def test_figure_renders_every_panel_from_saved_results(tmp_path):
     assert png.exists() and png.stat().st_size > 10_000
 
 
-def test_headline_lines_and_the_report_cost_section(tmp_path):
-    from suite import report
+def test_headline_lines_and_the_report_cost_section(tmp_path, monkeypatch):
+    from suite import paths, report
 
+    monkeypatch.setattr(paths, "BENCH", tmp_path / "bench")  # the report reads the baseline there
     (tmp_path / "bench").mkdir()
     run = write_scaling_run(tmp_path / "bench" / "baseline-cpu.json")
     lines = bench.headline(run)
@@ -338,7 +339,8 @@ def test_headline_lines_and_the_report_cost_section(tmp_path):
                "1.20x its bound" in x for x in lines)
     section = report._cost_section(tmp_path)
     assert section[0] == "## Cost: pNTK vs eNTK (benchmarks)" and lines[0] in section
-    assert report._cost_section(tmp_path / "elsewhere") == []  # no baseline, no section
+    monkeypatch.setattr(paths, "BENCH", tmp_path / "elsewhere")
+    assert report._cost_section(tmp_path) == []  # no baseline, no section
 
 
 # --------------------------------------------------------------------------- peers, overhead, eNTK bound
