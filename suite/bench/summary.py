@@ -204,7 +204,8 @@ def _scaling_section(df: pd.DataFrame) -> list[str]:
         "the N x N Gram product of those (N, P) gradients, both timed in this run (the Gram at this "
         f"run's BLAS rate); the target is pNTK / bound <= {NEAR_LIMIT_TARGET}. The eNTK's bound is its "
         "per-example Jacobian pass (O rows per input, timed) plus the (N O) x (N O) Gram of those rows "
-        f"at the same measured rate (2 (N O)^2 P flops, computed); target eNTK / bound <= {ENTK_BOUND_TARGET} "
+        "at the fastest Gram rate measured for the network (2 (N O)^2 P flops, computed); target eNTK / "
+        f"bound <= {ENTK_BOUND_TARGET} "
         f"from N = {ENTK_BOUND_FROM_N}.", "",
         markdown_table(table, cols, {"N": "d"}), "",
     ]
