@@ -2,7 +2,7 @@
 
 * eNTK vs finite-difference Jacobians in float64 (an oracle that does not use autodiff).
 * pNTK = (1/O) sum_ij Theta_ij, trace = (1/O) Tr Theta, logit = Theta_kk, projection = v^T Theta v
-  (theory.md §1), for every implementation.
+  (THEORY.md §1), for every implementation.
 * All implementations agree pairwise; K(X, X) is symmetric and positive semi-definite.
 """
 
@@ -101,7 +101,7 @@ def test_scalar_kernels_follow_from_the_entk(arch, kernel, implementation, dtype
 
 
 def test_pntk_is_mean_row_sum_not_mean_entry():
-    """pNTK = (1/O) sum_ij Theta_ij, i.e. O x the mean block entry (theory.md §1)."""
+    """pNTK = (1/O) sum_ij Theta_ij, i.e. O x the mean block entry (THEORY.md §1)."""
     model, params, x1, _ = small_problem("mlp", n_outputs=5)
     full = np.asarray(kernels.entk(model.apply, params, x1))
     p = np.asarray(kernels.pntk(model.apply, params, x1))
@@ -328,7 +328,7 @@ def test_entk_over_budget_is_refused_with_size_and_pntk_hint(monkeypatch):
 
 
 def test_memory_estimate_of_the_paper_example():
-    """CIFAR-10 at full size: a (5e5 x 5e5) float64 eNTK is about 2 TB (theory.md §1)."""
+    """CIFAR-10 at full size: a (5e5 x 5e5) float64 eNTK is about 2 TB (THEORY.md §1)."""
     problem = kernels.Problem(50_000, 50_000, 10, 1, np.dtype("float64"))
     assert kernels.estimate_bytes("entk", problem, "structured_derivatives") == 50_000**2 * 100 * 8
     with pytest.raises(MemoryBudgetError, match=r"2\.0 TB"):

@@ -1,7 +1,7 @@
 """Exact and approximate empirical NTKs: the public kernels, :func:`prepare`, the registry of
 kernels and implementations.
 
-Notation (theory.md §1): f: R^D -> R^O, J(x) = df/dtheta in R^{O x P}.
+Notation (THEORY.md §1): f: R^D -> R^O, J(x) = df/dtheta in R^{O x P}.
 
 * ``entk``: Theta(x1, x2) = J(x1) J(x2)^T, shape (N1, N2, O, O) (paper, eq. 1).
 * ``pntk``: the NTK of g = (1/sqrt O) sum_i f_i, shape (N1, N2) (paper, eq. 2). It equals

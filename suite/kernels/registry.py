@@ -1,7 +1,7 @@
 """The kernel registry: what each kernel is, how it follows from the eNTK, and (for the
 scalar kernels) its output direction v, so that the kernel is the NTK of v^T f.
 
-Notation (theory.md §1): f: R^D -> R^O, J(x) = df/dtheta in R^{O x P}, Theta = J(x1) J(x2)^T.
+Notation (THEORY.md §1): f: R^D -> R^O, J(x) = df/dtheta in R^{O x P}, Theta = J(x1) J(x2)^T.
 """
 
 from __future__ import annotations
