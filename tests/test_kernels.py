@@ -545,6 +545,27 @@ def test_auto_choice(script, expected, monkeypatch):
     assert chosen == expected
 
 
+def test_auto_runs_every_candidate_once_then_times_them_round_robin(monkeypatch):
+    """Warm-up runs of all candidates come before any timed run, and the timed runs alternate,
+    so a machine that speeds up over the first calls does not favour the last candidate."""
+    order = []
+    script = {"structured_derivatives": [0.010], "jax": [0.010], "jacobian_contraction": [0.010]}
+    calls = _scripted_auto(monkeypatch, script)
+    real_timed = auto._timed
+
+    def recording(exe, args):
+        order.append(exe)
+        return real_timed(exe, args)
+
+    monkeypatch.setattr(auto, "_timed", recording)
+    monkeypatch.setattr(auto, "AUTO_TIME_S", 0.0)  # exactly AUTO_RUNS timed runs each
+    auto.choose("pntk", lambda p, x: x, (jnp.zeros((2, 1)), None, 0.0, jnp.ones(1)), None)
+    pool = list(script)
+    assert order[:3] == pool  # one warm-up run each, before any timed run
+    assert order[3:3 + 3 * kernels.AUTO_RUNS] == pool * kernels.AUTO_RUNS
+    assert all(n >= 1 + kernels.AUTO_RUNS for n in calls.values())
+
+
 def test_auto_retimes_a_near_tie(monkeypatch):
     """A first measurement just past the margin (a noisy spell of the preferred) is re-timed
     alternately; with the preferred's later runs as fast as the contender, it is kept."""
