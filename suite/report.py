@@ -409,17 +409,21 @@ def _cost_section(out: Path) -> list[str]:
     baseline = paths.BENCH / "baseline-cpu.json"
     if not baseline.exists():
         return []
+    # The torch.func peer run of nox -s bench_peers, kept beside the baseline when it was run.
+    peers = [p for p in [paths.BENCH / "baseline-cpu-peers.json"] if p.exists()]
     machine = bench.machine_summary(baseline)
     labels = {"cpu": "", "backend": "backend ", "jax": "jax "}
     where = ", ".join(f"{label}{machine[k]}" for k, label in labels.items() if k in machine)
     return [
         "## Cost: pNTK vs eNTK (benchmarks)",
         "",
-        f"From the committed benchmark baseline `{_link(out, baseline)}` ({where}); every table and "
+        f"From the committed benchmark baseline `{_link(out, baseline)}`"
+        + (f" and its torch.func peer run `{_link(out, peers[0])}`" if peers else "")
+        + f" ({where}); every table and "
         f"the figure are in [`{_link(out, paths.BENCH / 'SUMMARY.md')}`]({_link(out, paths.BENCH / 'SUMMARY.md')}), "
         "`nox -s bench` measures a new run.",
         "",
-        *bench.headline(baseline),
+        *bench.headline(baseline, peers=peers),
         "",
     ]
 
