@@ -275,8 +275,9 @@ def _peer_reason(row: dict) -> str:
         if same:  # the same neural-tangents implementation, inside the suite's program
             text += (f"; the suite runs the same neural-tangents implementation, so the "
                      f"{row['best_suite_ms'] - row['best_peer_ms']:.3g} ms are its call (the NaN/inf flags "
-                     "computed in the same program and read, the output direction passed as an argument; "
-                     "see the overhead table) and the drift between groups timed minutes apart")
+                     "computed in the same program and read"
+                     + (", the output direction passed as an argument" if row["kernel"] != "entk" else "")
+                     + "; see the overhead table) and the drift between groups timed minutes apart")
         elif math.isfinite(first) and str(row["best_peer"]).startswith("torch"):
             what = "per-example gradient" if row["kernel"] == "pntk" else "per-example Jacobian"
             text += (f"; jax's {what} pass alone takes {first:.3g} ms, {first / row['best_peer_ms']:.2f}x the "
