@@ -188,5 +188,7 @@ def executable(kernel: str, apply_fn: ApplyFn, implementation: str, mode: str, a
         if len(_EXECUTABLES) > _MAX_EXECUTABLES:
             _EXECUTABLES.popitem(last=False)
     else:
+        # Checked again: the budget (SUITE_MEMORY_BUDGET) may have changed since it compiled.
+        check_compiled(kernel, implementation, exe)
         _EXECUTABLES.move_to_end(key)
     return exe
