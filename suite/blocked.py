@@ -1,4 +1,4 @@
-"""Memory-bounded pNTK for large N: per-example gradients once, Gram tiles on the device.
+"""Memory-bounded pNTK (gradients once, Gram tiles on the device) and exact eNTK for large N.
 
 The pNTK is the NTK of the scalar g = (1/sqrt O) sum_i f_i (THEORY.md §1, paper eq. 2), so
 with G the (N, P) matrix of per-example gradients of g, Theta_hat(X1, X2) = G1 G2^T. Unlike
@@ -22,8 +22,13 @@ neural-tangents run out of memory (notes/neural-tangents.md §5: #106, #166, #18
    a multiple of the device count), so the gradient pass and the Gram tiles run
    data-parallel; the result is the same as on one device.
 
-Only the public jax API is used (no neural-tangents), so this works on jax releases where
-neural-tangents does not import. Examples must not interact inside ``apply_fn`` (no batch
+The exact eNTK ((N O)^2 entries, THEORY.md §1, paper eq. 1) is blocked too, by
+:func:`entk_blocked`: each tile pair is the public :func:`suite.kernels.entk` on one tile of x1
+and one of x2 (its Jacobians recomputed per tile pair, so memory is that of one tile call),
+tiles chosen from the budget by XLA's compiled estimate, symmetry reused as above.
+
+The pNTK path uses only the public jax API (no neural-tangents), so it works on jax releases
+where neural-tangents does not import; the eNTK path uses whichever implementation is asked for. Examples must not interact inside ``apply_fn`` (no batch
 norm in training mode), as for every kernel in :mod:`suite.kernels`.
 """
 
@@ -48,7 +53,7 @@ from tqdm.auto import tqdm
 from suite import kernels
 from suite.errors import MemoryBudgetError, SuiteError, require_positive_int
 
-__all__ = ["BlockPlan", "gradient_pass", "gram", "gram_cost", "plan_blocks", "pntk_blocked"]
+__all__ = ["BlockPlan", "EntkTiles", "entk_blocked", "gradient_pass", "gram", "gram_cost", "plan_blocks", "pntk_blocked"]
 
 #: Largest automatic block: bigger blocks did not speed up the Gram tiles (mnist5k MLP, CPU),
 #: while the device copies of G_i, G_j and the gradient pass grow with B (peak RSS 2.4 GB at
@@ -531,4 +536,258 @@ def _tiles(g1, g2, result, plan, place, *, symmetric: bool, bar) -> None:
             result[lo1:hi1, lo2:hi2] = tile
             if symmetric and j != i:
                 result[lo2:hi2, lo1:hi1] = tile.T
+            bar.update()
+
+
+# --------------------------------------------------------------------------- blocked eNTK
+
+
+@dataclass(frozen=True)
+class EntkTiles:
+    """How one blocked eNTK is cut up (see :func:`entk_blocked`).
+
+    Attributes:
+        block1, block2: examples per tile of x1 and of x2 (``block2 == block1`` when
+            symmetric); every tile is padded to this many rows, so each tile shape compiles once.
+        tiles1, tiles2: tiles along x1 and x2.
+        n_tiles: kernel calls made (j >= i only when symmetric).
+        compiled_bytes: the largest tile call's XLA estimate (result and temporaries), or
+            None where the backend does not report it.
+    """
+
+    block1: int
+    block2: int
+    tiles1: int
+    tiles2: int
+    n_tiles: int
+    compiled_bytes: int | None
+
+
+def _balanced(n: int, b: int) -> int:
+    """The smallest tile size that needs as few tiles of at most ``b`` as ``b`` does: with
+    N = 128 and b = 53, three tiles of 43 instead of 53, 53 and a padded 22."""
+    tiles = -(-n // min(b, n))
+    return -(-n // tiles)
+
+
+def _jacobian_block(n_params: int, n_outputs: int, itemsize: int, budget: int) -> int:
+    """Largest b whose off-diagonal tile holds both tiles' Jacobians and its result,
+    (2 b O P + b^2 O^2) * itemsize <= budget: b = (sqrt(P^2 + budget/s) - P) / O. A starting
+    guess only (structured derivatives may need more or less); the compiled estimate decides."""
+    return (math.isqrt(n_params * n_params + budget // itemsize) - n_params) // n_outputs
+
+
+def _entk_tile_calls(apply_fn, params, x1h, x2h, b1, b2, implementation):
+    """Prepared kernels for the tile shapes a plan with tiles (b1, b2) uses: the diagonal tile
+    entk(x_i) (symmetric case) and the off-diagonal tile entk(x_i, x_j). Compiles each shape
+    once (cached by :func:`suite.kernels.prepare`); raises MemoryBudgetError when refused."""
+    calls = []
+    if x2h is None:
+        calls.append(kernels.prepare("entk", apply_fn, params, x1h[:b1], None, implementation=implementation))
+        if b1 < x1h.shape[0]:
+            calls.append(kernels.prepare("entk", apply_fn, params, x1h[:b1], x1h[:b1], implementation=implementation))
+    else:
+        calls.append(kernels.prepare("entk", apply_fn, params, x1h[:b1], x2h[:b2], implementation=implementation))
+    return calls
+
+
+def _entk_fit(apply_fn, params, x1h, x2h, problem, budget, block_size, implementation) -> EntkTiles:
+    """Choose the tiles: a given ``block_size``, or the largest tile whose compiled tile calls
+    fit ``budget`` (start from the Jacobian estimate, grow by doubling while XLA's estimate
+    leaves room, halve on refusal)."""
+    n1, n2 = problem.n1, problem.n2
+    n_max = max(n1, n2)
+    symmetric = x2h is None
+
+    def attempt(b: int) -> tuple[int, int, int | None]:
+        b1 = _balanced(n1, b)
+        b2 = b1 if symmetric else _balanced(n2, b)
+        calls = _entk_tile_calls(apply_fn, params, x1h, x2h, b1, b2, implementation)
+        sizes = [c.compiled_bytes for c in calls if c.compiled_bytes is not None]
+        used = max(sizes) if sizes else None
+        if used is not None and used > budget:
+            raise MemoryBudgetError(
+                f"an eNTK tile of {b1}x{b2} examples needs {kernels.format_bytes(used)} by XLA's "
+                f"estimate, over the memory budget of {kernels.format_bytes(budget)}"
+            )
+        return b1, b2, used
+
+    def plan(b1: int, b2: int, used: int | None) -> EntkTiles:
+        t1 = -(-n1 // b1)
+        t2 = t1 if symmetric else -(-n2 // b2)
+        n_tiles = t1 * (t1 + 1) // 2 if symmetric else t1 * t2
+        return EntkTiles(b1, b2, t1, t2, n_tiles, used)
+
+    if block_size is not None:
+        b = min(require_positive_int("block_size", block_size), n_max)
+        try:
+            return plan(*attempt(b))
+        except MemoryBudgetError as e:
+            raise MemoryBudgetError(
+                f"entk_blocked with block_size={b}: {e}. Pass a smaller block_size, or "
+                "block_size=None to choose it from the budget."
+            ) from None
+
+    b = max(min(_jacobian_block(problem.n_params, problem.n_outputs, problem.dtype.itemsize, budget), n_max), 1)
+    last_error: MemoryBudgetError | None = None
+    while True:
+        try:
+            fitted = attempt(b)
+            break
+        except MemoryBudgetError as e:
+            last_error = e
+            if b == 1:
+                raise MemoryBudgetError(
+                    f"entk_blocked: even a tile of one example does not fit ({last_error}). The "
+                    "Jacobian of one input has O x P = "
+                    f"{problem.n_outputs} x {problem.n_params:,} entries; use "
+                    "implementation='structured_derivatives' (usually the least memory), float32 "
+                    "instead of float64, a smaller network, the pNTK (suite.blocked.pntk_blocked), "
+                    "or raise SUITE_MEMORY_BUDGET (e.g. '16GB') if the memory is there."
+                ) from None
+            b = max(b // 2, 1)
+    # Grow while XLA's estimate says a doubled tile should fit (the estimate grows about
+    # linearly with b: the Jacobians dominate); stop at the first refusal.
+    while fitted[2] is not None and max(fitted[0], fitted[1]) < n_max and last_error is None:
+        b_next = min(2 * max(fitted[0], fitted[1]), n_max)
+        if fitted[2] * b_next / max(fitted[0], fitted[1]) > budget:
+            break
+        try:
+            fitted = attempt(b_next)
+        except MemoryBudgetError:
+            break
+    return plan(*fitted)
+
+
+def _symmetrize_block(tile: np.ndarray) -> np.ndarray:
+    """A diagonal tile (B, B, O, O) made exactly symmetric as the (B O) x (B O) matrix
+    Theta[a o, c q] = tile[a, c, o, q]: its upper triangle, mirrored (rounding may differ
+    across the diagonal)."""
+    b, _, o, _ = tile.shape
+    m = tile.transpose(0, 2, 1, 3).reshape(b * o, b * o)
+    m = np.triu(m) + np.triu(m, 1).T
+    return m.reshape(b, o, b, o).transpose(0, 2, 1, 3)
+
+
+def entk_blocked(
+    apply_fn: ApplyFn,
+    params: Any,
+    x1: Any,
+    x2: Any = None,
+    *,
+    block_size: int | None = None,
+    implementation: str | None = None,
+    memory_budget: int | str | None = None,
+    out: str | os.PathLike[str] | None = None,
+    progress: bool = True,
+) -> np.ndarray:
+    """The exact eNTK Theta(x1, x2) = J(x1) J(x2)^T (THEORY.md §1, paper eq. 1) in tiles
+    whose memory fits the budget; equals :func:`suite.kernels.entk`, shape (N1, N2, O, O).
+
+    Tile pair (i, j) is ``suite.kernels.prepare("entk", apply_fn, params, x1_i, x2_j)``: the
+    public kernel on tile i of x1 and tile j of x2, written into the result at rows i and
+    columns j. Every tile has the same shape (the last one padded by repeating its last
+    example, the padding sliced off), so the tile kernel compiles once (twice when
+    symmetric: the diagonal tile entk(x_i) and the off-diagonal entk(x_i, x_j)). With
+    ``x2=None`` only tiles j >= i are computed; tile (j, i) is the transpose of (i, j)
+    (Theta(x_b, x_a) = Theta(x_a, x_b)^T), and diagonal tiles are mirrored from their upper
+    triangle, so the (N O) x (N O) matrix is exactly symmetric.
+
+    Cost: each tile call recomputes both tiles' Jacobians (or the structured-derivative
+    equivalent), so with T tiles per side the derivative work is about T times that of one
+    unblocked call (N T forward/backward passes instead of N, for x2=None and N1 = N2 = N),
+    while the contraction work, O(N^2 O^2 P), is the same. In exchange, memory never exceeds
+    one tile call: two tiles' Jacobians (about 2 B O P numbers for tiles of B examples) and a
+    (B, B, O, O) result, plus the result on the host (or on disk with ``out=``).
+
+    Args:
+        apply_fn: ``apply_fn(params, x) -> (N, O)`` logits.
+        params: the network's parameter pytree.
+        x1: inputs (N1, ...).
+        x2: inputs (N2, ...), or ``None`` for the symmetric kernel of x1 (about half the
+            tiles).
+        block_size: examples per tile; ``None`` chooses the largest tile whose compiled call
+            fits the budget (by XLA's memory analysis, ``Prepared.compiled_bytes``), then
+            evens out the tiles (N = 128 at most 53 per tile: three tiles of 43).
+        implementation: a key of :data:`suite.kernels.IMPLEMENTATIONS` or ``auto``; default
+            :func:`suite.kernels.reproducible_implementation` (structured derivatives).
+        memory_budget: bytes (or e.g. ``"4GB"``) one tile call may allocate; default
+            :func:`suite.kernels.memory_budget`. Each tile call is also held to that default
+            by :func:`suite.kernels.prepare`, so a larger value has no effect.
+        out: path of a ``.npy`` file for the result (returned as a read-only memmap), so the
+            (N1 O) x (N2 O) kernel may exceed RAM. Written under a temporary name and renamed
+            when complete: a partial kernel never appears at ``out``.
+        progress: show a tqdm bar over the tiles.
+
+    Returns:
+        ``np.ndarray`` (N1, N2, O, O) in the network's dtype, or a read-only memmap of ``out``.
+
+    Raises:
+        SuiteError: invalid inputs (via :func:`suite.kernels.validate`), a bad ``block_size``
+            or implementation, or a missing output folder.
+        MemoryBudgetError: a tile of one example does not fit, a given ``block_size`` does
+            not fit, or an in-memory result would exceed the budget (pass ``out=``).
+    """
+    if block_size is not None:
+        require_positive_int("block_size", block_size)
+    impl = kernels.reproducible_implementation() if implementation is None else implementation
+    kernels.resolve_implementation(impl, "entk")  # an unknown name fails before any work
+    x1j, x2j, problem = kernels.validate(apply_fn, params, x1, x2)
+    x1h = np.asarray(x1j)
+    x2h = None if x2j is None else np.asarray(x2j)
+    if isinstance(memory_budget, str):
+        memory_budget = kernels.parse_bytes(memory_budget)
+    budget = kernels.memory_budget() if memory_budget is None else int(memory_budget)
+    out_path = None if out is None else Path(out)
+    if out_path is not None and not out_path.parent.is_dir():
+        raise SuiteError(f"cannot write {out_path}: folder {out_path.parent} does not exist")
+    n1, n2, o = problem.n1, problem.n2, problem.n_outputs
+    shape = (n1, n2, o, o)
+    result_bytes = n1 * n2 * o * o * problem.dtype.itemsize
+    if out_path is None and result_bytes > budget:
+        raise MemoryBudgetError(
+            f"the ({n1 * o})x({n2 * o}) eNTK takes {kernels.format_bytes(result_bytes)}, over the "
+            f"memory budget of {kernels.format_bytes(budget)}; pass out='kernel.npy' to write it "
+            "to a memory-mapped file instead of RAM, or use the pNTK (O^2 smaller)"
+        )
+
+    tiles = _entk_fit(apply_fn, params, x1h, x2h, problem, budget, block_size, impl)
+    tmp_out = None if out_path is None else out_path.with_name(f".{out_path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    bar = tqdm(total=tiles.n_tiles, desc="eNTK tiles", unit="tile", disable=not progress)
+    try:
+        if tmp_out is None or out_path is None:
+            result = np.empty(shape, problem.dtype)
+            _entk_tiles(apply_fn, params, x1h, x2h, result, tiles, impl, bar)
+            return result
+        on_disk = np.lib.format.open_memmap(tmp_out, mode="w+", dtype=problem.dtype, shape=shape)
+        _entk_tiles(apply_fn, params, x1h, x2h, on_disk, tiles, impl, bar)
+        on_disk.flush()
+        del on_disk
+        os.replace(tmp_out, out_path)
+        return np.load(out_path, mmap_mode="r")
+    finally:
+        bar.close()
+        if tmp_out is not None and tmp_out.exists():
+            tmp_out.unlink()
+
+
+def _entk_tiles(apply_fn, params, x1h, x2h, result, tiles: EntkTiles, implementation: str, bar) -> None:
+    """Fill ``result`` (N1, N2, O, O) tile by tile; when symmetric only j >= i, mirrored."""
+    symmetric = x2h is None
+    xs2 = x1h if symmetric else x2h
+    b1, b2 = tiles.block1, tiles.block2
+    n1, n2 = x1h.shape[0], xs2.shape[0]
+    for i in range(tiles.tiles1):
+        lo1, hi1 = i * b1, min((i + 1) * b1, n1)
+        xi = _pad_rows(x1h[lo1:hi1], b1)
+        for j in range(i if symmetric else 0, tiles.tiles2):
+            lo2, hi2 = j * b2, min((j + 1) * b2, n2)
+            xj = None if symmetric and j == i else _pad_rows(xs2[lo2:hi2], b2)
+            k = kernels.prepare("entk", apply_fn, params, xi, xj, implementation=implementation).run()
+            tile = np.asarray(k)[: hi1 - lo1, : hi2 - lo2]
+            if symmetric and j == i:
+                tile = _symmetrize_block(tile)
+            result[lo1:hi1, lo2:hi2] = tile
+            if symmetric and j != i:
+                result[lo2:hi2, lo1:hi1] = tile.transpose(1, 0, 3, 2)
             bar.update()

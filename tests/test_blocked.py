@@ -235,3 +235,137 @@ def test_scale_entk_is_refused_under_4gb_and_grids_are_valid():
     quick, full = exp.grid("quick"), exp.grid("full")
     assert {(c.arch, c.seed) for c in quick} == {("cnn", 0), ("mlp", 0)}
     assert len(full) == 6 and all(c.n_train + c.n_test == 5000 for c in full)
+
+
+# --------------------------------------------------------------------------- blocked eNTK
+# Reference: the unblocked kernels.entk, J(x1) J(x2)^T (THEORY.md §1, paper eq. 1), in one call.
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("block_size", [3, 4, None])
+def test_blocked_entk_equals_direct_entk(arch, block_size):
+    """N1 = 7, N2 = 6: tiles of 3 and 4 divide neither (padded last tiles), None fits all."""
+    model, params, x1, x2 = small_problem(arch, n=7)
+    direct_sym = np.asarray(kernels.entk(model.apply, params, x1, implementation="structured_derivatives"))
+    direct = np.asarray(kernels.entk(model.apply, params, x1, x2, implementation="structured_derivatives"))
+
+    sym = blocked.entk_blocked(model.apply, params, x1, block_size=block_size, progress=False)
+    cross = blocked.entk_blocked(model.apply, params, x1, x2, block_size=block_size, progress=False)
+
+    assert isinstance(sym, np.ndarray) and sym.shape == (7, 7, 3, 3) and sym.dtype == np.float64
+    assert cross.shape == (7, 6, 3, 3) and cross.dtype == np.float64
+    assert rel_err(sym, direct_sym) < RTOL[np.dtype("float64")]
+    assert rel_err(cross, direct) < RTOL[np.dtype("float64")]
+    matrix = kernels.as_matrix(sym)
+    np.testing.assert_array_equal(matrix, matrix.T)  # mirrored tiles: exactly symmetric
+
+
+def test_blocked_entk_other_implementation_and_float32():
+    model, params, x1, x2 = small_problem("cnn", n=5)
+    p32 = jax.tree_util.tree_map(lambda a: a.astype(jnp.float32), params)
+    x1, x2 = x1.astype(jnp.float32), x2.astype(jnp.float32)
+    want = np.asarray(kernels.entk(model.apply, p32, x2, x1, implementation="jax"))
+    got = blocked.entk_blocked(model.apply, p32, x2, x1, block_size=2, implementation="jax", progress=False)
+    assert got.dtype == np.float32 and got.shape == (4, 5, 3, 3)
+    assert rel_err(got, want) < RTOL[np.dtype("float32")]
+
+
+def test_blocked_entk_computes_only_upper_tiles_when_symmetric(monkeypatch):
+    """N = 7, B = 3: 3 tiles per side, so 6 tile calls (j >= i) instead of 9; with x2 of
+    6 examples, 3 x 2 calls. Counted at Prepared.run (the fitting only compiles)."""
+    model, params, x1, x2 = small_problem("mlp", n=7)
+    runs: list[bool] = []
+    real_run = kernels.Prepared.run
+
+    def counted(self):
+        runs.append(self.args[1] is None)
+        return real_run(self)
+
+    monkeypatch.setattr(kernels.Prepared, "run", counted)
+    blocked.entk_blocked(model.apply, params, x1, block_size=3, progress=False)
+    assert len(runs) == 6 and sum(runs) == 3  # 3 diagonal tiles entk(x_i), 3 off-diagonal
+    runs.clear()
+    blocked.entk_blocked(model.apply, params, x1, x2, block_size=3, progress=False)
+    assert len(runs) == 3 * 2 and not any(runs)
+
+
+def test_blocked_entk_memmap_output_is_atomic(tmp_path, monkeypatch):
+    model, params, x1, x2 = small_problem("cnn", n=7)
+    in_memory = blocked.entk_blocked(model.apply, params, x1, x2, block_size=3, progress=False)
+    path = tmp_path / "entk.npy"
+    on_disk = blocked.entk_blocked(model.apply, params, x1, x2, block_size=3, out=path, progress=False)
+    assert isinstance(on_disk, np.memmap)
+    np.testing.assert_array_equal(np.asarray(on_disk), in_memory)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["entk.npy"]
+
+    def fail_midway(apply_fn, params, x1h, x2h, result, *args, **kwargs):
+        result[:3] = 1.0
+        raise RuntimeError("interrupted")
+
+    monkeypatch.setattr(blocked, "_entk_tiles", fail_midway)
+    with pytest.raises(RuntimeError, match="interrupted"):
+        blocked.entk_blocked(model.apply, params, x1, block_size=3, out=tmp_path / "k.npy", progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["entk.npy"]
+
+
+def test_blocked_entk_automatic_tiles_fit_the_budget():
+    """MLP (7 inputs, float64, structured derivatives): the unblocked eNTK's compiled call
+    takes about 50 kB, a tile of 4 x 4 examples about 28 kB. Under a 30 kB budget the
+    automatic tile is the largest that fits (evened out: 4 + 3), and the result is exact."""
+    model, params, x1, _ = small_problem("mlp", n=7)
+    problem = kernels.validate(model.apply, params, x1)[2]
+    tiles = blocked._entk_fit(model.apply, params, np.asarray(x1), None, problem, 30_000, None,
+                              "structured_derivatives")
+    assert tiles.compiled_bytes is not None and tiles.compiled_bytes <= 30_000
+    assert (tiles.block1, tiles.tiles1, tiles.n_tiles) == (4, 2, 3)
+    got = blocked.entk_blocked(model.apply, params, x1, memory_budget=30_000, progress=False)
+    want = np.asarray(kernels.entk(model.apply, params, x1, implementation="structured_derivatives"))
+    assert rel_err(got, want) < RTOL[np.dtype("float64")]
+
+
+def test_blocked_entk_errors_are_clear(tmp_path):
+    model, params, x1, x2 = small_problem("mlp", n=7)
+    with pytest.raises(SuiteError, match="positive integer"):
+        blocked.entk_blocked(model.apply, params, x1, block_size=0, progress=False)
+    with pytest.raises(SuiteError, match="unknown implementation"):
+        blocked.entk_blocked(model.apply, params, x1, implementation="fast", progress=False)
+    with pytest.raises(SuiteError, match="does not exist"):
+        blocked.entk_blocked(model.apply, params, x1, out=tmp_path / "no" / "k.npy", progress=False)
+    with pytest.raises(SuiteError, match="NaN"):
+        blocked.entk_blocked(model.apply, params, np.full((3, 6, 6, 1), np.nan), progress=False)
+    # the (21 x 21) float64 result, 3.5 kB, over a 1 kB budget in RAM: the fix is out=
+    with pytest.raises(MemoryBudgetError, match="out="):
+        blocked.entk_blocked(model.apply, params, x1, memory_budget=1000, progress=False)
+    # on disk, but not even one example's tile fits: the fix names implementation and budget
+    with pytest.raises(MemoryBudgetError, match=r"even a tile of one example.*SUITE_MEMORY_BUDGET"):
+        blocked.entk_blocked(model.apply, params, x1, memory_budget=1000, out=tmp_path / "k.npy", progress=False)
+    with pytest.raises(MemoryBudgetError, match=r"block_size=4.*smaller block_size"):
+        blocked.entk_blocked(model.apply, params, x1, x2, block_size=4, memory_budget=20_000, progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_experiments_fall_back_to_the_blocked_entk_only_when_refused(monkeypatch):
+    """``common.exact_entk``: bit-identical to the unblocked kernel when it fits (the
+    committed results' path); the blocked kernel where SUITE_MEMORY_BUDGET refuses it.
+    Unblocked eNTK of 6 inputs ~45 kB, trace ~37 kB: a 40 kB budget refuses the eNTK alone
+    (also once its executable is cached under the default budget: the check is redone), and
+    alternatives times the blocked eNTK instead."""
+    from suite.experiments import alternatives, common
+
+    model, params, x1, _ = small_problem("mlp", n=6)
+    impl = kernels.reproducible_implementation()
+    direct = np.asarray(kernels.entk(model.apply, params, x1, implementation=impl))
+    np.testing.assert_array_equal(np.asarray(common.exact_entk(model.apply, params, x1)), direct)
+
+    monkeypatch.setenv("SUITE_MEMORY_BUDGET", "40000")
+    with pytest.raises(MemoryBudgetError):
+        kernels.entk(model.apply, params, x1, implementation=impl)
+    fallback = common.exact_entk(model.apply, params, x1)
+    assert isinstance(fallback, np.ndarray) and fallback.shape == direct.shape
+    assert rel_err(fallback, direct) < RTOL[np.dtype("float64")]
+
+    calls = alternatives.timed_calls(model.apply, params, x1, impl, seed=0)
+    assert isinstance(calls["entk"], alternatives._BlockedCall)
+    assert rel_err(calls["entk"](), direct) < RTOL[np.dtype("float64")]
+    own = alternatives.own_kernel("entk", model.apply, params, x1, impl, seed=0)
+    assert rel_err(own, direct) < RTOL[np.dtype("float64")]

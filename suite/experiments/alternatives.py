@@ -14,7 +14,10 @@ so its cost can be timed:
   call that produced the kernel's value). The timed function is the compiled executable of
   ``kernels.prepare(k, apply_fn, params, x, implementation=...)``, the one ``compute`` runs
   after validating its inputs, so input checks are not timed. Informative only: other
-  processes may share the machine; benchmarks live in tests/test_bench_kernels.py.
+  processes may share the machine; benchmarks live in tests/test_bench_kernels.py. An eNTK
+  that the memory budget refuses in one call is computed and timed as
+  :func:`suite.blocked.entk_blocked` (whole blocked call, input checks included, timed once:
+  :data:`BLOCKED_REPEATS`), as :func:`suite.experiments.common.exact_entk` computes it.
 * ``jacobians_per_input``: ``KERNELS[k].jacobians_per_input(O)``: 1 for the pNTK, first logit,
   projection and unscaled sum; O for the mean trace and the eNTK.
 
@@ -42,8 +45,8 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from suite import kernels
-from suite.errors import SuiteError
+from suite import blocked, kernels
+from suite.errors import MemoryBudgetError, SuiteError
 from suite.experiments import Experiment, common, convergence
 from suite.stats import Prediction
 
@@ -57,6 +60,9 @@ KERNEL_NAMES = ("entk", *kernels.APPROXIMATIONS, UNSCALED)
 
 #: Timed calls per kernel (after one untimed compile call); the median is stored.
 REPEATS = 3
+#: Timed calls of a blocked eNTK (one that does not fit in one call): each call is long
+#: (many tile calls), so one timed call after the value's own call.
+BLOCKED_REPEATS = 1
 
 #: One depth per architecture (the deepest of convergence's quick grid).
 DEPTHS = {"mlp": 3, "cnn": 2, "resnet": 2}
@@ -124,6 +130,8 @@ def own_kernel(name: str, apply_fn, params, x, implementation: str, seed: int) -
     kernels, the NTK of 1^T f divided by O for ``unscaled_sum``."""
     if name == UNSCALED:
         return _unscaled_call(kernels.prepare("pntk", apply_fn, params, x, implementation=implementation))()
+    if name == "entk":  # the blocked eNTK where one call would not fit
+        return common.exact_entk(apply_fn, params, x, implementation=implementation)
     kw = kernel_kwargs(seed).get(name, {})
     return kernels.KERNELS[name].compute(apply_fn, params, x, implementation=implementation, **kw)
 
@@ -139,9 +147,29 @@ def timed_calls(apply_fn, params, x, implementation: str, seed: int) -> dict[str
     calls: dict[str, Callable[[], jax.Array]] = {}
     for name in kernels.KERNELS:
         kw = kernel_kwargs(seed).get(name, {})
-        calls[name] = _bare_call(kernels.prepare(name, apply_fn, params, x, implementation=implementation, **kw))
+        try:
+            calls[name] = _bare_call(kernels.prepare(name, apply_fn, params, x, implementation=implementation, **kw))
+        except MemoryBudgetError:
+            if name != "entk":
+                raise
+            calls[name] = _blocked_entk_call(apply_fn, params, x, implementation)
     calls[UNSCALED] = _unscaled_call(kernels.prepare("pntk", apply_fn, params, x, implementation=implementation))
     return calls
+
+
+class _BlockedCall:
+    """The blocked eNTK as a timed call (the whole :func:`suite.blocked.entk_blocked`)."""
+
+    def __init__(self, apply_fn, params, x, implementation: str):
+        self.args = (apply_fn, params, x)
+        self.implementation = implementation
+
+    def __call__(self) -> np.ndarray:
+        return blocked.entk_blocked(*self.args, implementation=self.implementation, progress=False)
+
+
+def _blocked_entk_call(apply_fn, params, x, implementation: str) -> Callable[[], np.ndarray]:
+    return _BlockedCall(apply_fn, params, x, implementation)
 
 
 def _bare_call(prepared: kernels.Prepared) -> Callable[[], jax.Array]:
@@ -179,7 +207,8 @@ def run(config: Config) -> pd.DataFrame:
     for name in KERNEL_NAMES:
         # The value's own call is the untimed one that compiles the jitted kernel function.
         values[name] = jax.block_until_ready(own_kernel(name, model.apply, params, x, config.implementation, config.seed))
-        seconds[name] = median_seconds(calls[name], warmup=False)
+        repeats = BLOCKED_REPEATS if isinstance(calls[name], _BlockedCall) else REPEATS
+        seconds[name] = median_seconds(calls[name], repeats=repeats, warmup=False)
     full = np.asarray(values["entk"], np.float64)
 
     o = config.n_outputs

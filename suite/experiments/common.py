@@ -18,7 +18,8 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from suite import _nt, data, models
+from suite import _nt, blocked, data, kernels, models
+from suite.errors import MemoryBudgetError
 from suite.paths import ROOT
 
 DTYPES = {"float32": jnp.float32, "float64": jnp.float64}
@@ -42,6 +43,20 @@ def ensure_dtype(dtype: str) -> None:
     """Enable float64 in jax when a config asks for it (float64 is opt-in)."""
     if dtype == "float64" and not jax.config.read("jax_enable_x64"):
         jax.config.update("jax_enable_x64", True)
+
+
+def exact_entk(apply_fn: Any, params: Any, x: Any, x2: Any = None, *, implementation: str | None = None) -> Any:
+    """The exact eNTK Theta(x, x2), (N1, N2, O, O) (THEORY.md §1, paper eq. 1), as every
+    experiment computes it: the unblocked :func:`suite.kernels.entk` (default implementation
+    :func:`suite.kernels.reproducible_implementation`), and only where that call is refused
+    by the memory budget the blocked :func:`suite.blocked.entk_blocked`, with the same
+    implementation. Cases that fit therefore give exactly the numbers they always gave; the
+    blocked kernel equals the unblocked one to float rounding."""
+    impl = kernels.reproducible_implementation() if implementation is None else implementation
+    try:
+        return kernels.entk(apply_fn, params, x, x2, implementation=impl)
+    except MemoryBudgetError:
+        return blocked.entk_blocked(apply_fn, params, x, x2, implementation=impl, progress=False)
 
 
 # --------------------------------------------------------------------------- metrics

@@ -139,7 +139,7 @@ def run(config: Config) -> pd.DataFrame:
     common.ensure_dtype(config.dtype)
     x = common.inputs(config.dataset, config.n_inputs, config.data_seed, config.dtype)
     model, params = common.network(config.model_config(), config.seed, tuple(x.shape[1:]), config.dtype)
-    full = np.asarray(kernels.entk(model.apply, params, x, implementation=kernels.reproducible_implementation()), np.float64)
+    full = np.asarray(common.exact_entk(model.apply, params, x), np.float64)
 
     rows: list[tuple[str, str, float]] = [("entk", "max_offdiag", common.max_offdiagonal(full))]
     approx_kwargs: dict[str, dict[str, Any]] = {"logit_ntk": {"index": 0}, "projected_ntk": {"key": jax.random.PRNGKey(config.seed)}}

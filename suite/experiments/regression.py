@@ -237,7 +237,7 @@ def run(config: Config) -> pd.DataFrame:
     x = np.concatenate([train.x, test.x]).astype(common.DTYPES[config.dtype])
     model, params = common.network(config.model_config(), config.seed, tuple(x.shape[1:]), config.dtype)
     # One eNTK on [X_train; X_test]: the train-train and test-train blocks share a network.
-    full = np.asarray(kernels.entk(model.apply, params, x, implementation=kernels.reproducible_implementation()), np.float64)
+    full = np.asarray(common.exact_entk(model.apply, params, x), np.float64)
     n = config.n_train
     blocks = {"train": full[:n, :n], "test_train": full[n:, :n]}
     y = np.asarray(train.targets, np.float64)

@@ -140,7 +140,7 @@ def run(config: Config) -> pd.DataFrame:
     common.ensure_dtype(config.dtype)
     x = common.inputs(config.dataset, config.n_inputs, config.data_seed, config.dtype)
     model, params = common.network(config.model_config(), config.seed, tuple(x.shape[1:]), config.dtype)
-    full = np.asarray(kernels.entk(model.apply, params, x, implementation=kernels.reproducible_implementation()), np.float64)
+    full = np.asarray(common.exact_entk(model.apply, params, x), np.float64)
     mat = symmetric_matrix(full)
     eig_full = np.linalg.eigvalsh(mat)
 

@@ -314,7 +314,7 @@ def run(config: Config) -> pd.DataFrame:
         if epoch not in checkpoints:
             continue
         _require_finite(params, config, epoch)
-        full = np.asarray(kernels.entk(model.apply, params, d.probe, implementation=kernels.reproducible_implementation()), np.float64)
+        full = np.asarray(common.exact_entk(model.apply, params, d.probe), np.float64)
         rows += [(epoch, *r) for r in kernel_rows(full)]
         if first is None:
             first = full
