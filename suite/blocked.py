@@ -410,7 +410,6 @@ def pntk_blocked(
     spill_dir = None
     if plan.spill_gradients:
         spill_dir = Path(tempfile.mkdtemp(prefix="pntk-grads-", dir=None if out_path is None else out_path.parent))
-    tmp_out = None if out_path is None else out_path.with_name(f".{out_path.name}.{uuid.uuid4().hex[:8]}.tmp")
     bar = tqdm(total=plan.blocks1 + (0 if x2h is None else plan.blocks2) + plan.n_tiles,
                desc="pNTK gradients", unit="step", disable=not progress)
     try:
@@ -420,26 +419,36 @@ def pntk_blocked(
         g2 = g1 if x2h is None else _gradients(
             grad_fn, params_dev, x2h, plan, place, result_dtype, problem.n_params, spill_dir, "g2", bar
         )
-        shape = (problem.n1, problem.n2)
         bar.set_description("pNTK tiles")
-        if tmp_out is None or out_path is None:
-            result = np.empty(shape, result_dtype)
-            _tiles(g1, g2, result, plan, place, symmetric=x2h is None, bar=bar)
-            return result
-        on_disk = np.lib.format.open_memmap(tmp_out, mode="w+", dtype=result_dtype, shape=shape)
-        _tiles(g1, g2, on_disk, plan, place, symmetric=x2h is None, bar=bar)
+        return _filled((problem.n1, problem.n2), result_dtype, out_path,
+                       lambda result: _tiles(g1, g2, result, plan, place, symmetric=x2h is None, bar=bar))
+    finally:
+        bar.close()
+        if spill_dir is not None:
+            for f in spill_dir.iterdir():
+                f.unlink()
+            spill_dir.rmdir()
+
+
+def _filled(shape: tuple[int, ...], dtype: Any, out_path: Path | None, fill: Callable[[np.ndarray], None]) -> np.ndarray:
+    """``fill(result)`` into a new array in RAM or, with ``out_path``, into a ``.npy`` memmap
+    written under a temporary name and renamed when complete (an interrupted run leaves
+    nothing at ``out_path``); returns the result (read-only memmap on disk)."""
+    if out_path is None:
+        result = np.empty(shape, dtype)
+        fill(result)
+        return result
+    tmp_out = out_path.with_name(f".{out_path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        on_disk = np.lib.format.open_memmap(tmp_out, mode="w+", dtype=dtype, shape=shape)
+        fill(on_disk)
         on_disk.flush()
         del on_disk
         os.replace(tmp_out, out_path)
         return np.load(out_path, mmap_mode="r")
     finally:
-        bar.close()
-        if tmp_out is not None and tmp_out.exists():
+        if tmp_out.exists():
             tmp_out.unlink()
-        if spill_dir is not None:
-            for f in spill_dir.iterdir():
-                f.unlink()
-            spill_dir.rmdir()
 
 
 def _fit_plan(apply_fn, params_dev, x1h, problem, symmetric, budget, place, block_size, to_disk):
@@ -752,23 +761,12 @@ def entk_blocked(
         )
 
     tiles = _entk_fit(apply_fn, params, x1h, x2h, problem, budget, block_size, impl)
-    tmp_out = None if out_path is None else out_path.with_name(f".{out_path.name}.{uuid.uuid4().hex[:8]}.tmp")
     bar = tqdm(total=tiles.n_tiles, desc="eNTK tiles", unit="tile", disable=not progress)
     try:
-        if tmp_out is None or out_path is None:
-            result = np.empty(shape, problem.dtype)
-            _entk_tiles(apply_fn, params, x1h, x2h, result, tiles, impl, bar)
-            return result
-        on_disk = np.lib.format.open_memmap(tmp_out, mode="w+", dtype=problem.dtype, shape=shape)
-        _entk_tiles(apply_fn, params, x1h, x2h, on_disk, tiles, impl, bar)
-        on_disk.flush()
-        del on_disk
-        os.replace(tmp_out, out_path)
-        return np.load(out_path, mmap_mode="r")
+        return _filled(shape, problem.dtype, out_path,
+                       lambda result: _entk_tiles(apply_fn, params, x1h, x2h, result, tiles, impl, bar))
     finally:
         bar.close()
-        if tmp_out is not None and tmp_out.exists():
-            tmp_out.unlink()
 
 
 def _entk_tiles(apply_fn, params, x1h, x2h, result, tiles: EntkTiles, implementation: str, bar) -> None:
