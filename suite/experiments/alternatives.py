@@ -136,7 +136,7 @@ def own_kernel(name: str, apply_fn, params, x, implementation: str, seed: int) -
     return kernels.KERNELS[name].compute(apply_fn, params, x, implementation=implementation, **kw)
 
 
-def timed_calls(apply_fn, params, x, implementation: str, seed: int) -> dict[str, Callable[[], jax.Array]]:
+def timed_calls(apply_fn, params, x, implementation: str, seed: int) -> dict[str, Callable[[], jax.Array | np.ndarray]]:
     """Zero-argument callables of the compiled kernels, one per kernel.
 
     Each is the executable of ``kernels.prepare`` (the one ``KERNELS[k].compute`` runs, with
@@ -144,7 +144,7 @@ def timed_calls(apply_fn, params, x, implementation: str, seed: int) -> dict[str
     timing measures the kernel alone. The scalar kernels share auto's choice (one compiled
     mode). ``unscaled_sum`` is the NTK of 1^T f (v = ones) divided by O.
     """
-    calls: dict[str, Callable[[], jax.Array]] = {}
+    calls: dict[str, Callable[[], jax.Array | np.ndarray]] = {}
     for name in kernels.KERNELS:
         kw = kernel_kwargs(seed).get(name, {})
         try:
@@ -184,7 +184,7 @@ def _unscaled_call(pntk: kernels.Prepared) -> Callable[[], jax.Array]:
     return lambda: pntk.executable(x, x2, params, ones)[0] / o
 
 
-def median_seconds(call: Callable[[], jax.Array], repeats: int = REPEATS, warmup: bool = True) -> float:
+def median_seconds(call: Callable[[], jax.Array | np.ndarray], repeats: int = REPEATS, warmup: bool = True) -> float:
     """Median wall time of ``repeats`` calls, after one untimed (compiling) call if ``warmup``
     (pass False when the caller has just made that call)."""
     if warmup:
