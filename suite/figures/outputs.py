@@ -94,8 +94,9 @@ def fit_outputs(rows: pd.DataFrame) -> OutputsFit:
     # One fit per seed (seeds are the independent units: a seed's points share initialisations),
     # then the Student-t interval over seeds, as suite.stats does for slopes (THEORY.md §10).
     alphas, betas = [], []
-    for seed in np.unique(rows["seed"].to_numpy()):
-        idx = np.flatnonzero(rows["seed"].to_numpy() == seed)
+    seeds = rows["seed"].to_numpy()
+    for seed in np.unique(seeds):
+        idx = np.flatnonzero(seeds == seed)
         alphas.append(fit_power_law(o[idx] / n[idx], err[idx])[0])
         betas.append(_within_width_slope(log_o[idx], log_err[idx], width_codes[idx]))
 
