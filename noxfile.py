@@ -55,6 +55,10 @@ BENCH_TESTS = "tests/test_bench_kernels.py"
 PEER_TESTS = "tests/test_bench_peers.py"
 #: The CPU build of PyTorch for the peers (a plain `torch` requirement pulls the CUDA build).
 TORCH = "torch==2.13.0"
+#: Flax and Equinox (pyproject's optional ``frameworks``), so that the approximation card's
+#: Flax and Equinox examples are tested too: about 70 MB (mostly tensorstore, which Flax
+#: requires), 6 s to install from pip's cache on 2 cores.
+FRAMEWORKS = tuple(PYPROJECT["project"]["optional-dependencies"]["frameworks"])
 
 
 def _jax_requirement(extra: str) -> str:
@@ -80,7 +84,28 @@ def install(session: nox.Session, *groups: str, extra: tuple[str, ...] = ()) -> 
 @nox.session
 def tests(session: nox.Session) -> None:
     """Fast test suite (slow cases deselected, benchmarks run once as checks) on 2 workers."""
-    install(session, "test", extra=("pytest-xdist",))
+    install(session, "test", extra=("pytest-xdist", *FRAMEWORKS))
+    session.run("pytest", "-m", "not slow", "-n", "2", *session.posargs)
+
+
+@nox.session(default=False)
+def tests_newjax(session: nox.Session) -> None:
+    """The tests that need no neural-tangents, on the newest jax for this Python, without neural-tangents.
+
+    pyproject.toml pins ``jax[cpu]==0.5.3`` (the newest jax neural-tangents 0.6.5 imports on), so
+    the package goes in with ``--no-deps`` and its other dependencies, plus ``-U jax[cpu]``
+    unpinned, are installed beside it: one resolve, the newest jax and jaxlib, and no 0.5.3 wheel
+    downloaded only to be replaced. Tests marked ``needs_nt`` are skipped with the reason
+    (tests/conftest.py); the kernels, ``prepare``, the blocked pNTK, stats and stores run.
+    """
+    deps = [d for d in PYPROJECT["project"]["dependencies"] if not re.match(r"jax\b", d)]
+    session.install("--no-deps", "-e", ".")
+    session.install("-U", "jax[cpu]", *deps, *nox.project.dependency_groups(PYPROJECT, "test"), "pytest-xdist")
+    session.run("python", "-c", (
+        "import jax, jaxlib, suite._nt as nt; "
+        "print(f'jax {jax.__version__}, jaxlib {jaxlib.__version__}; neural-tangents imports: {nt.available()}'); "
+        "assert not nt.available(), 'neural-tangents is installed in this session; it must not be'"
+    ))
     session.run("pytest", "-m", "not slow", "-n", "2", *session.posargs)
 
 

@@ -24,6 +24,28 @@ nt: Any = None
 stax: Any = None
 IMPORT_ERROR: str | None = None
 
+#: The pins neural-tangents 0.6.5 (its last release) imports with, and the commands that give them.
+JAX_PIN = "jax[cpu]==0.5.3"
+NT_PIN = "neural-tangents==0.6.5"
+INSTALL_NT = f"pip install --no-deps {NT_PIN}"
+INSTALL_JAX = f"pip install '{JAX_PIN}'"
+
+#: What works without neural-tangents and what does not (the ImportError and ``doctor`` say it).
+WORKS_WITHOUT = (
+    "the suite's own kernels: suite.entk, pntk, trace_ntk, logit_ntk, projected_ntk and "
+    "suite.kernels.prepare with implementation='jax' or 'auto' (auto is then the jax path), and "
+    "suite.blocked.pntk_blocked (and entk_blocked with implementation='jax')"
+)
+NEEDS_IT = (
+    "suite.models.build (the stax networks), the infinite-width kernels (Model.kernel), the "
+    "implementations jacobian_contraction, ntk_vector_products and structured_derivatives, and "
+    "every experiment (python -m suite run / verify)"
+)
+
+
+class NeuralTangentsUnavailable(ImportError):
+    """neural-tangents is needed for this call but does not import here (see :func:`require`)."""
+
 
 def _apply_shims() -> None:
     import jax
@@ -62,15 +84,24 @@ def available() -> bool:
     return nt is not None
 
 
+def install_hint() -> str:
+    """The exact commands that make neural-tangents import here."""
+    if importlib.util.find_spec("neural_tangents") is None:
+        return (f"{INSTALL_NT} (--no-deps: its declared TensorFlow requirement is not needed; "
+                f"it imports only with jax <= 0.5.3, so on a newer jax first {INSTALL_JAX})")
+    return (f"neural-tangents is installed but does not import with this jax: {INSTALL_JAX} "
+            f"(then {INSTALL_NT} if it is missing)")
+
+
 def require() -> Any:
-    """Return the neural_tangents module or raise a clear error saying why it is missing."""
+    """Return the neural_tangents module or raise :class:`NeuralTangentsUnavailable` saying why
+    it is missing, what works without it and the exact install command."""
     if nt is None:
         import jax
 
-        raise ImportError(
+        raise NeuralTangentsUnavailable(
             f"neural-tangents could not be imported with jax {jax.__version__} ({IMPORT_ERROR}). "
-            "Install the pinned versions: pip install 'jax[cpu]==0.5.3' && "
-            "pip install --no-deps neural-tangents==0.6.5. The suite's own kernels "
-            "(implementation='jax') work without it."
+            f"Without it, what works: {WORKS_WITHOUT}. What needs it: {NEEDS_IT}. "
+            f"To install it: {install_hint()}."
         )
     return nt

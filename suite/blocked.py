@@ -34,6 +34,7 @@ norm in training mode), as for every kernel in :mod:`suite.kernels`.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import tempfile
@@ -232,13 +233,20 @@ def _gram_local(a: jax.Array, b: jax.Array) -> jax.Array:
 
 
 def _shard_map() -> Callable[..., Any]:
-    """``jax.shard_map`` (newer jax) or ``jax.experimental.shard_map.shard_map`` (older)."""
+    """``jax.shard_map`` (newer jax) or ``jax.experimental.shard_map.shard_map`` (older).
+
+    Newer jax's ``check_vma`` types the replicated parameters as invariant over the mesh, so
+    ``jax.grad`` inside the per-device body sums their gradient over the devices (the transpose
+    of the implicit invariant-to-varying cast is a psum): on jax 0.10.2 with two devices each
+    per-example gradient came out summed with the other device's row (pNTK relative error 3.0).
+    Each device's gradients must stay its own, so the check is off; the body has no collectives.
+    """
     fn = getattr(jax, "shard_map", None)
     if fn is None:
         from jax.experimental.shard_map import shard_map
 
         return shard_map
-    return fn
+    return functools.partial(fn, check_vma=False)
 
 
 @lru_cache(maxsize=32)
@@ -307,10 +315,19 @@ class _Placement:
 
 def _resolve_devices(devices: Sequence[Any] | None) -> list[Any]:
     if devices is None:
-        return list(jax.devices())
+        return list(jax.local_devices())
     devices = list(devices)
     if not devices:
         raise SuiteError("devices is empty; pass None (all devices) or a list of jax devices")
+    remote = [d for d in devices if d.process_index != jax.process_index()]
+    if remote:
+        raise SuiteError(
+            f"{len(remote)} of the devices belong to other processes ({remote[0]}, process "
+            f"{remote[0].process_index}); the blocked kernels gather results on this host, so each "
+            "process passes its own devices (the default, jax.local_devices()) and computes its own "
+            "rows of the kernel, e.g. pntk_blocked(apply_fn, params, x[rows], x) with rows = "
+            "np.array_split(np.arange(len(x)), jax.process_count())[jax.process_index()]"
+        )
     if len({d.platform for d in devices}) > 1:
         raise SuiteError(f"devices mix platforms {sorted({d.platform for d in devices})}; use one kind")
     return devices
@@ -366,8 +383,10 @@ def pntk_blocked(
             memmap), so the kernel may exceed RAM. Written under a temporary name and renamed
             when complete: a partial kernel never appears at ``out``.
         progress: show a tqdm bar over gradient blocks and tiles.
-        devices: jax devices to shard blocks over (default: all devices of the default
-            backend); results equal those of one device.
+        devices: jax devices to shard blocks over (default: this process's devices of the
+            default backend, ``jax.local_devices()``, which are all devices unless
+            ``jax.distributed`` is initialized); results equal those of one device. Across
+            hosts, each process computes its own rows of the kernel (README, "Several hosts").
         dtype: compute dtype (e.g. ``np.float32``); default the network's output dtype.
             ``float64`` needs jax's x64 mode.
 

@@ -171,6 +171,7 @@ CHILD = textwrap.dedent(
 )
 
 
+@pytest.mark.needs_nt  # a subprocess builds stax networks (tests/test_without_nt.py: plain jax)
 def test_two_devices_equal_one_device(tmp_path):
     """Blocks sharded over 2 (forced host) devices give the 1-device kernel. The CNN case
     guards against jit's SPMD partitioner, which gave wrong per-example conv gradients on the

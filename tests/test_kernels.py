@@ -14,6 +14,7 @@ import math
 from pathlib import Path
 
 import jax
+import jax.flatten_util  # not imported by `import jax` on newer releases
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -413,6 +414,7 @@ def _count_builds(monkeypatch, built):
     monkeypatch.setattr(api, "executable", counting)
 
 
+@pytest.mark.needs_nt  # several candidates to time
 @pytest.mark.parametrize("kernel", ["entk", "trace_ntk", "pntk"])
 def test_auto_times_each_candidate_once_and_caches_the_choice(kernel, monkeypatch):
     """auto compiles and times every candidate of the kernel's mode on the first call only;
@@ -483,6 +485,7 @@ def test_float32_pntk_of_one_pair_is_accurate_over_many_parameters():
     assert rel_err(got, want) < 3 * math.sqrt(4096) * eps
 
 
+@pytest.mark.needs_nt  # several candidates to time
 @pytest.mark.parametrize("long_call", [True, False], ids=["long", "short"])
 def test_auto_first_call_cost(long_call, monkeypatch):
     """A long first run is the measurement (one run per candidate, not 1 + AUTO_RUNS), and the
@@ -591,6 +594,7 @@ def test_auto_without_neural_tangents_chooses_among_what_runs(monkeypatch):
     assert kernels.prepare("pntk", apply_fn, params, x).implementation == "jax"
 
 
+@pytest.mark.needs_nt  # jacobian_contraction is a neural-tangents implementation
 def test_auto_leaves_jacobian_contraction_out_for_thin_grams():
     """One or two rows per side: XLA:CPU would sum the parameter axis in sequence (6e-4 off in
     float32 for one ResNet-18 pair), so only the paths that stay accurate are candidates."""

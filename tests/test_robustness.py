@@ -107,6 +107,7 @@ def _cli(grid: Path, out: Path) -> list[str]:
     return [sys.executable, "-m", "suite", "run", "convergence", "--grid-file", str(grid), "--out", str(out), "--no-progress"]
 
 
+@pytest.mark.needs_nt  # subprocesses run an experiment
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
 def test_killed_runs_resume_to_the_uninterrupted_result(tmp_path, sig):
     grid = write(tmp_path, "tiny.toml", TINY_TOML)
