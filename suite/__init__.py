@@ -12,11 +12,15 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["entk", "logit_ntk", "pntk", "projected_ntk", "trace_ntk"]
+__all__ = ["card", "entk", "logit_ntk", "pntk", "projected_ntk", "trace_ntk"]
 __version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> Any:
+    if name == "card":  # the approximation card (suite/cards.py)
+        from suite.cards import card
+
+        return card
     if name in __all__:
         from suite import kernels
 

@@ -1,4 +1,4 @@
-"""Command line: ``python -m suite {list,run,verify,report,figures,publish,gate}``.
+"""Command line: ``python -m suite {list,run,verify,report,figures,publish,gate,card}``.
 
 Errors in what the user asked for print one line naming the problem and the fix, and exit 2.
 """
@@ -70,6 +70,22 @@ def _parser() -> argparse.ArgumentParser:
     gate.add_argument("--summary", type=Path, default=paths.summary_file(paths.LATEST),
                       help=f"summary.json to judge (default: the latest run's, {latest}/summary.json; "
                            f"the committed one is {snapshot}/summary.json)")
+    card = sub.add_parser(
+        "card",
+        help="approximation card of your own network: is the pNTK close to its eNTK, and what does it save",
+        description="Write card.md, card.json and card.png for the network a factory returns: "
+                    "MODULE:FACTORY names a function without arguments returning (apply_fn, params, x[, y]), "
+                    "e.g. suite.examples.plain_jax:build.",
+    )
+    card.add_argument("factory", help="MODULE:FACTORY, e.g. suite.examples.flax_linen:build")
+    card.add_argument("--n-probe", type=int, default=None,
+                      help="inputs of the probe on which the exact eNTK is computed (default: min(N, 64, max(16, 1280 // O)))")
+    card.add_argument("--out", type=Path, default=None,
+                      help=f"output folder (default: {latest}/cards/<module>-<factory>/)")
+    card.add_argument("--seed", type=int, default=0, help="seed of the probe, the train/test split and the projection")
+    card.add_argument("--ridge", type=float, default=0.1,
+                      help="relative ridge of the recommendation's kernel regression (default 0.1)")
+    card.add_argument("--no-timing", action="store_true", help="leave out the measured and extrapolated cost")
     return p
 
 
@@ -159,6 +175,24 @@ def _publish(args: argparse.Namespace) -> None:
     _report(args.snapshot, None, snapshot=True)
 
 
+def _card(args: argparse.Namespace) -> None:
+    from suite import cards, paths
+
+    out = args.out
+    if out is None:
+        slug = args.factory.replace(":", "-").split(".")[-1] if ":" in args.factory else "card"
+        out = paths.LATEST / "cards" / slug
+    if args.seed < 0:
+        raise SuiteError(f"--seed must be a non-negative integer, got {args.seed}")
+    start = time.perf_counter()
+    card = cards.card_from_factory(args.factory, n_probe=args.n_probe, key=args.seed, ridge=args.ridge,
+                                   timing=not args.no_timing)
+    written = card.save(out)
+    print(card.recommendation)
+    print(f"wrote {', '.join(paths.shown(written[k]) for k in ('markdown', 'json', 'png'))} "
+          f"in {time.perf_counter() - start:.0f} s")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = _parser().parse_args(argv)
@@ -177,6 +211,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _gate(args.summary)
         elif args.command == "publish":
             _publish(args)
+        elif args.command == "card":
+            _card(args)
         else:
             _report(args.out, args.grid)
     except SuiteError as exc:
