@@ -684,8 +684,10 @@ def recommendation(data: Mapping[str, Any]) -> str:
             text += (f"; on all {n_all:,} inputs the eNTK takes {format_bytes(ke['result_bytes_at_n'])} and about "
                      f"{format_seconds(ke['seconds_at_n'])}, the pNTK {format_bytes(kp['result_bytes_at_n'])} and about "
                      f"{format_seconds(kp['seconds_at_n'])}")
-            if ke["result_bytes_at_n"] > cost["budget_bytes"]:
-                text += f" (the eNTK exceeds this machine's memory budget of {format_bytes(cost['budget_bytes'])})"
+            peak = max(ke["result_bytes_at_n"], ke["bytes_at_n"] or 0)
+            if peak > cost["budget_bytes"]:
+                text += (f" (one eNTK call would need about {format_bytes(peak)}, over this machine's memory budget "
+                         f"of {format_bytes(cost['budget_bytes'])}: it would have to run in tiles)")
     better = [(k, float(m[k]["rel_frobenius"])) for k in ("logit_ntk", "projected_ntk", "trace_ntk")
               if float(m[k]["rel_frobenius"]) < 0.8 * t2]
     if better and o > 1:

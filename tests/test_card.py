@@ -250,7 +250,9 @@ def test_json_round_trip_and_figure(tmp_path, tiny_card):
     fig = fig_card.render(data)
     assert isinstance(fig, Figure)
     heat, bars = fig.axes[0], fig.axes[1]
-    np.testing.assert_allclose(heat.images[0].get_array(), np.clip(data["block_structure"]["map"], heat.images[0].norm.vmin, None))
+    norm = heat.images[0].norm
+    assert (norm.vmin, norm.vmax) == fig_card.HEAT_RANGE  # the same colours on every card
+    np.testing.assert_allclose(heat.images[0].get_array(), np.clip(data["block_structure"]["map"], norm.vmin, norm.vmax))
     assert len(bars.patches) == 3 * 4  # three errors for each of the four approximations
 
 

@@ -31,6 +31,8 @@ _BARS = (
     ("lambda_max_rel_err", "λ$_{max}$ relative error (T3)", ".."),
 )
 _APPROX = ("pntk", "trace_ntk", "logit_ntk", "projected_ntk")
+#: Colour limits of the heat map (log scale); values outside are drawn at the ends.
+HEAT_RANGE = (0.01, 1.5)
 
 
 def render(data: Mapping[str, Any]) -> Figure:
@@ -53,13 +55,12 @@ def render(data: Mapping[str, Any]) -> Figure:
 
 def _heat_map(fig: Figure, ax: Any, heat: np.ndarray, o: int, shown: int, block: Mapping[str, Any]) -> None:
     # A log colour scale: the diagonal is about 1, and the off-diagonal entries the pNTK drops
-    # (0.001-0.5) would all look alike on a linear one.
-    vmax = max(1.0, float(heat.max()))
-    positive = heat[heat > 0]
-    vmin = min(0.1, max(float(positive.min()) if positive.size else 1e-3, 1e-3))
+    # (0.001-0.5) would all look alike on a linear one. Fixed limits, so that two cards side by
+    # side (the report's init and trained) use the same colours for the same values.
+    vmin, vmax = HEAT_RANGE
     norm = LogNorm(vmin=vmin, vmax=vmax)
-    image = ax.imshow(np.clip(heat, vmin, None), cmap="magma_r", norm=norm, interpolation="nearest")
-    cbar = fig.colorbar(image, ax=ax, shrink=0.85, pad=0.02)
+    image = ax.imshow(np.clip(heat, vmin, vmax), cmap="magma_r", norm=norm, interpolation="nearest")
+    cbar = fig.colorbar(image, ax=ax, shrink=0.85, pad=0.02, extend="both")
     cbar.set_label("mean |Θ$_{ij}$| / mean diagonal (log scale)")
     cbar.ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
     if shown <= 12:
@@ -78,7 +79,7 @@ def _heat_map(fig: Figure, ax: Any, heat: np.ndarray, o: int, shown: int, block:
     corner = f" (first {shown} of {o} outputs)" if shown < o else ""
     ax.set_title(f"eNTK block structure{corner}", fontsize=11)
     ax.text(0.0, -0.16 if shown <= 12 else -0.12,
-            f"off-diagonal mean {block['mean_offdiag_over_diag']:.2g} of the diagonal; pNTK⊗I predicts 0",
+            f"off-diagonal mean {block['mean_offdiag_over_diag']:.3f} of the diagonal; pNTK⊗I predicts 0",
             transform=ax.transAxes, fontsize=9, color="0.3", ha="left", va="top")
 
 
@@ -117,7 +118,7 @@ def _error_bars(ax: Any, metrics: Mapping[str, Mapping[str, float]]) -> None:
     handles: list[Any] = [Patch(facecolor="0.55", hatch=hatch, edgecolor="white", alpha=1.0 - 0.25 * b, label=label)
                           for b, (_, label, hatch) in enumerate(_BARS)]
     handles.append(Line2D([], [], color="0.35", linestyle="--", linewidth=1.2,
-                          label=f"eNTK: max off-diagonal / mean diag (T1) = {off:.3g}"))
+                          label=f"eNTK: max off-diagonal / mean diag (T1) = {_number(off)}"))
     ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, fontsize=8.5, frameon=False)
 
 
