@@ -28,6 +28,9 @@ FIGURES = SNAPSHOT / "figures"
 BENCH = REPORTS / "bench"
 #: The derivations REPORT.md links to, wherever the report is written.
 THEORY = REPORTS / "THEORY.md"
+#: Committed approximation cards (``python -m suite card ... --out reports/cards/<name>``); the
+#: report shows the training checkpoint's two, ``init`` and ``trained``, side by side.
+CARDS = REPORTS / "cards"
 
 #: Names inside any reports folder.
 DATA_DIR = "data"

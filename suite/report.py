@@ -266,6 +266,7 @@ def _markdown(results, summary: pd.DataFrame, shown, out: Path) -> str:
         "",
         *_not_consistent_section(summary),
         *_cost_section(out),
+        *_cards_section(out),
         "## What was run",
         "",
     ]
@@ -424,6 +425,40 @@ def _cost_section(out: Path) -> list[str]:
         "`nox -s bench` measures a new run.",
         "",
         *bench.headline(baseline, peers=peers),
+        "",
+    ]
+
+
+#: The committed checkpoint cards shown side by side (folder under ``paths.CARDS``, column title).
+CHECKPOINT_CARDS = (("init", "at initialization"), ("trained", "after training"))
+
+
+def _cards_section(out: Path) -> list[str]:
+    """The mnist5k CNN's approximation cards at initialization and after training
+    (``reports/cards/init`` and ``reports/cards/trained``) side by side, when both exist."""
+    from suite import cards
+
+    folders = {title: paths.CARDS / name for name, title in CHECKPOINT_CARDS}
+    if not all((folder / "card.json").exists() for folder in folders.values()):
+        return []
+    loaded = {title: cards.load(folder) for title, folder in folders.items()}
+    first = next(iter(loaded.values()))
+    links = " and ".join(f"[{title}]({_link(out, folder / 'card.md')})" for title, folder in folders.items())
+    commands = "; ".join(f"`python -m suite card {d['name']} --out {paths.shown(folders[t])}`"
+                         for t, d in loaded.items())
+    return [
+        "## Approximation cards: the training experiment's CNN before and after training",
+        "",
+        f"`python -m suite card` on the mnist5k CNN of the training experiment (O = {first['n_outputs']}, "
+        f"P = {first['n_params']:,}), on a probe of {first['n_probe']} of the {first['n_inputs']:,} mnist5k images it "
+        f"was not trained on; the whole cards: {links} ({commands}). The theorems cover the left column only.",
+        "",
+        *cards.comparison_table(loaded),
+        "",
+        "| " + " | ".join(loaded) + " |",
+        "|" + "---|" * len(loaded),
+        "| " + " | ".join(f"{d['recommendation']}" for d in loaded.values()) + " |",
+        "| " + " | ".join(f"![card {t}]({_link(out, folders[t] / 'card.png')})" for t in loaded) + " |",
         "",
     ]
 
