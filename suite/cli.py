@@ -1,4 +1,4 @@
-"""Command line: ``python -m suite {list,run,verify,report,figures,publish,gate,card}``.
+"""Command line: ``python -m suite {list,run,verify,merge,doctor,report,figures,publish,gate,card}``.
 
 Errors in what the user asked for print one line naming the problem and the fix, and exit 2.
 """
@@ -45,8 +45,17 @@ def _parser() -> argparse.ArgumentParser:
     common(run)
     run.add_argument("--grid-file", type=Path,
                      help="custom grid (TOML or JSON; see suite.experiments.load_grid_file), labelled custom-<stem>")
+    run.add_argument("--shard", metavar="I/K",
+                     help="only the I-th of K deterministic parts of the cases (a CI matrix job); "
+                          "combine the parts' --out folders with python -m suite merge")
     verify = sub.add_parser("verify", help="run every theorem experiment, then write summary.json, figures, REPORT.md")
     common(verify)
+    merge = sub.add_parser("merge", help="combine the result stores of several runs (e.g. shards), then report")
+    merge.add_argument("sources", nargs="+", type=Path, metavar="DIR", help="run folders (each run's --out)")
+    merge.add_argument("--out", type=Path, default=paths.LATEST,
+                       help=f"merged run folder (default: {latest}/; stores already there are merged too)")
+    sub.add_parser("doctor", help="check this Python: versions, devices, memory budget, neural-tangents; "
+                                  "print the fix for each problem (exit 1 if any)")
     pub = sub.add_parser(
         "publish",
         help=f"merge a finished run into the committed snapshot ({snapshot}/) and rebuild its report",
@@ -110,12 +119,13 @@ def _list() -> None:
 
 
 def _run(names: Sequence[str], args: argparse.Namespace) -> None:
-    from suite import runner
+    from suite import runner, shards
     from suite.experiments import get_experiment, load_grid_file
 
     start = time.perf_counter()
     grid_file = getattr(args, "grid_file", None)
     grid = args.grid
+    shard = shards.parse_shard(args.shard) if getattr(args, "shard", None) is not None else None
     for name in names:
         configs = None
         if grid_file is not None:
@@ -123,8 +133,12 @@ def _run(names: Sequence[str], args: argparse.Namespace) -> None:
             grid = f"custom-{grid_file.stem}"
         runner.run_experiment(
             name, grid, archs=args.arch, out=args.out, dtype="float64" if args.float64 else None,
-            fresh=args.fresh, progress=not args.no_progress, configs=configs, jobs=args.jobs,
+            fresh=args.fresh, progress=not args.no_progress, configs=configs, jobs=args.jobs, shard=shard,
         )
+    if shard is not None:
+        print(f"shard {shard[0]}/{shard[1]} done in {time.perf_counter() - start:.0f} s (no report: it holds a part "
+              f"of the grid); merge the shards' folders: python -m suite merge DIR... --out DIR")
+        return
     _report(args.out, grid)
     print(f"done in {time.perf_counter() - start:.0f} s")
 
@@ -207,6 +221,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             from suite.experiments import EXPERIMENTS
 
             _run([n for n, e in EXPERIMENTS.items() if e.verify], args)
+        elif args.command == "merge":
+            from suite import shards
+
+            shards.merge(args.sources, args.out)
+            _report(args.out, None)
+        elif args.command == "doctor":
+            from suite import doctor
+
+            return doctor.run()
         elif args.command == "gate":
             return _gate(args.summary)
         elif args.command == "publish":

@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from suite import _nt
-from suite.errors import SuiteError, require_positive_int, unknown_name
+from suite.errors import MemoryBudgetError, SuiteError, require_positive_int, unknown_name
 
 ACTIVATIONS = ("relu", "erf", "gelu")
 PARAMETERIZATIONS = ("ntk", "standard")
@@ -232,10 +232,45 @@ class Model:
 
         Sampling always uses float32 draws, so a seed gives the same network whether or not
         jax's x64 mode is on (with x64 on, ``jax.random.normal`` would draw another stream).
+
+        Refused before anything is allocated when the network does not fit the memory budget
+        (:meth:`check_memory`: :class:`suite.errors.MemoryBudgetError` naming the size).
         """
+        self.check_memory(input_shape)
+        return self._init(key, input_shape)
+
+    def _init(self, key: jax.Array, input_shape: tuple[int, ...]) -> Any:
         with _float32_draws():
             params = self.init_fn(key, _batched(input_shape))[1]
         return cast_params(params, jax.dtypes.canonicalize_dtype(jnp.float64))
+
+    def memory(self, input_shape: tuple[int, ...]) -> NetworkMemory:
+        """Memory of this network's parameters and of one forward pass on one example of
+        ``input_shape``, from shapes alone (``jax.eval_shape`` / ``jax.make_jaxpr``: nothing is
+        allocated, so a network of any size is measured in well under a second)."""
+        itemsize = jax.dtypes.canonicalize_dtype(jnp.float64).itemsize
+        return _network_memory(self.config, tuple(int(s) for s in _batched(input_shape)[1:]), itemsize)
+
+    def check_memory(self, input_shape: tuple[int, ...], budget: int | None = None) -> NetworkMemory:
+        """Refuse (:class:`suite.errors.MemoryBudgetError`) a network whose parameters plus one
+        example's activations exceed ``budget`` (default: the kernels' memory budget,
+        ``SUITE_MEMORY_BUDGET`` or half the free memory); returns the estimate."""
+        from suite.kernels.memory import format_bytes, memory_budget
+
+        need = self.memory(input_shape)
+        budget = memory_budget() if budget is None else budget
+        if need.total_bytes > budget:
+            cfg = self.config
+            raise MemoryBudgetError(
+                f"the {cfg.arch} network of width {cfg.width}, depth {cfg.depth} has {need.n_params:,} "
+                f"parameters and needs about {format_bytes(need.total_bytes)} before any kernel "
+                f"({format_bytes(need.init_bytes)} of parameters as init samples them, "
+                f"{format_bytes(need.activation_bytes)} of activations for one example of shape "
+                f"{need.input_shape}), over the memory budget of {format_bytes(budget)}; refused "
+                "before allocating anything. Use a smaller width or depth, or raise the budget "
+                "with SUITE_MEMORY_BUDGET (e.g. '64GB') if the memory is there."
+            )
+        return need
 
     def apply(self, params: Any, x: jax.Array) -> jax.Array:
         """Logits ``(N, O)`` for inputs ``x`` (N examples)."""
@@ -253,8 +288,62 @@ class Model:
 
     def param_count(self, input_shape: tuple[int, ...]) -> int:
         """Number of trainable parameters, without allocating them."""
-        shapes = jax.eval_shape(lambda k: self.init(k, input_shape), jax.random.PRNGKey(0))
+        shapes = jax.eval_shape(lambda k: self._init(k, input_shape), jax.random.PRNGKey(0))
         return sum(math.prod(leaf.shape) for leaf in jax.tree_util.tree_leaves(shapes))
+
+
+@dataclass(frozen=True)
+class NetworkMemory:
+    """What a network needs before any kernel (:meth:`Model.memory`).
+
+    Attributes:
+        n_params: trainable parameters.
+        init_bytes: the parameters as ``init`` holds them: float32 draws, plus their float64
+            copy when jax's x64 mode is on.
+        activation_bytes: every intermediate value of one forward pass on one example, summed
+            (what a gradient pass keeps for its backward pass; XLA may reuse some buffers).
+        input_shape: one example's shape.
+    """
+
+    n_params: int
+    init_bytes: int
+    activation_bytes: int
+    input_shape: tuple[int, ...]
+
+    @property
+    def total_bytes(self) -> int:
+        return self.init_bytes + self.activation_bytes
+
+
+def _jaxpr_bytes(jaxpr: Any) -> int:
+    """Bytes of every value a jaxpr's equations produce, nested jaxprs included."""
+    total = 0
+    for eqn in jaxpr.eqns:
+        for var in eqn.outvars:
+            aval = var.aval
+            total += math.prod(getattr(aval, "shape", ())) * getattr(getattr(aval, "dtype", None), "itemsize", 0)
+        for param in eqn.params.values():
+            for sub in param if isinstance(param, tuple | list) else (param,):
+                sub = getattr(sub, "jaxpr", sub)  # a ClosedJaxpr holds its Jaxpr
+                if hasattr(sub, "eqns"):
+                    total += _jaxpr_bytes(sub)
+    return total
+
+
+@lru_cache(maxsize=256)
+def _network_memory(cfg: ModelConfig, input_shape: tuple[int, ...], itemsize: int) -> NetworkMemory:
+    """:meth:`Model.memory`, cached per network, example shape and float width."""
+    model = from_config(cfg)
+    with _float32_draws():
+        drawn = jax.eval_shape(lambda k: model.init_fn(k, (-1, *input_shape))[1], jax.random.PRNGKey(0))
+    leaves = jax.tree_util.tree_leaves(drawn)
+    n_params = sum(math.prod(leaf.shape) for leaf in leaves)
+    dtype = jnp.float64 if itemsize == 8 else jnp.float32
+    params = jax.tree_util.tree_map(lambda leaf: jax.ShapeDtypeStruct(leaf.shape, dtype), drawn)
+    x = jax.ShapeDtypeStruct((1, *input_shape), dtype)
+    activations = _jaxpr_bytes(jax.make_jaxpr(model.apply_fn)(params, x).jaxpr)
+    init_bytes = n_params * 4 + (n_params * itemsize if itemsize != 4 else 0)
+    return NetworkMemory(n_params, init_bytes, activations, input_shape)
 
 
 def _float32_draws() -> Any:

@@ -31,7 +31,7 @@ import jax
 import pandas as pd
 from tqdm.auto import tqdm
 
-from suite import paths
+from suite import paths, shards
 from suite.errors import SuiteError, require_positive_int
 from suite.experiments import common, get_experiment
 from suite.store import (
@@ -140,6 +140,7 @@ def run_experiment(
     max_cases: int | None = None,
     configs: Sequence[Any] | None = None,
     jobs: int = 1,
+    shard: tuple[int, int] | None = None,
 ) -> pd.DataFrame:
     """Run (or resume) ``grid`` of experiment ``name``; return the rows of that grid's cases.
 
@@ -158,6 +159,12 @@ def run_experiment(
             then only the label stored with the rows.
         jobs: compute cases in this many worker processes (results are identical to one
             process; the parent alone writes the results file).
+        shard: ``(i, k)``: only the i-th of k deterministic parts of the cases
+            (:mod:`suite.shards`; combine the parts with ``python -m suite merge``).
+
+    Raises:
+        MemoryBudgetError: a case's network does not fit the memory budget (checked for every
+            case before the first is computed; nothing is written then).
     """
     exp = get_experiment(name)
     require_positive_int("jobs", jobs)
@@ -172,6 +179,12 @@ def run_experiment(
         configs = [type(c)(**{**asdict(c), "dtype": dtype}) for c in configs]
     for c in configs:
         common.ensure_dtype(c.dtype)
+    if shard is not None:
+        if exp.timed:
+            print(f"{exp.name}: measures wall-clock time, so its cases are not split: shard 1/{shard[1]} runs "
+                  "them all, the others none", file=sys.stderr)
+        configs = [configs[j] for j in shards.select([case_id(c) for c in configs], shard, timed=exp.timed)]
+    check_networks(configs)
 
     env = {**common.environment(), "host": platform.node()}
     refuse_snapshot(out, "a run")
@@ -237,6 +250,23 @@ def run_experiment(
     })
     frame = store.load()
     return frame[frame["case_key"].isin(keys)].reset_index(drop=True)
+
+
+def check_networks(configs: Sequence[Any]) -> None:
+    """Refuse a run before its first case when a case's network does not fit the memory budget
+    (:meth:`suite.models.Model.check_memory`: parameters plus one example's activations, from
+    shapes alone), so an oversized grid entry fails at once instead of after the cases before it."""
+    from suite import data, models
+
+    seen = set()
+    for c in configs:
+        spec = data.DATASETS.get(getattr(c, "dataset", ""))
+        if not hasattr(c, "model_config") or spec is None or spec.image_shape is None:
+            continue
+        cfg = c.model_config()
+        if (cfg, spec.image_shape) not in seen:
+            seen.add((cfg, spec.image_shape))
+            models.from_config(cfg).check_memory(spec.image_shape)
 
 
 def _timed_case(name: str, config: Any) -> tuple[pd.DataFrame, float]:
