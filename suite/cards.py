@@ -17,7 +17,7 @@ and reports, on that probe:
   the relative difference of their predictions -- :func:`suite.experiments.regression.predict_entk`
   and ``predict_scalar``, ridges relative to the mean diagonal of the train eNTK as in the
   regression experiment;
-* cost: the median time and XLA's memory estimate of every kernel at three probe sizes,
+* cost: the fastest of a few timed calls and XLA's memory estimate of every kernel at growing sizes,
   extrapolated to all N inputs (module :data:`COST_METHOD`), and the exact size of each
   result at N (eNTK (N O)^2 numbers, the scalar kernels N^2);
 * one recommendation line that states the numbers behind it.
@@ -72,7 +72,7 @@ TIMING_FRACTIONS = (0.25, 0.5, 1.0)
 #: Timed calls per kernel and size, after one untimed (compiling) call; the median is kept.
 TIMING_REPEATS = 3
 #: Beyond the probe, a kernel is timed at doubling sizes while one call takes less than this ...
-MAX_CALL_SECONDS = 0.5
+MAX_CALL_SECONDS = 1.0
 #: ... and the size stays at most this (and at most N).
 MAX_TIMING_N = 4096
 
@@ -88,15 +88,16 @@ MAX_BLOCK_MAP = 64
 TEST_FRACTION = 1 / 3
 
 COST_METHOD = (
-    "time: median of {repeats} calls (after one compiling call) of each kernel's compiled program at a "
-    "quarter, half and all of the probe, then at doubling sizes while one call takes under {max_seconds:g} s "
-    "(up to N and at most {max_n}), fitted by t(n) = c + a·n + b·n² with non-negative least squares "
-    "(per-input derivatives are linear in n, the Gram and its result quadratic) and evaluated at N; "
-    "memory: XLA's estimate of one call (result and temporaries) at the same sizes, fitted the same way. "
-    "The extrapolation assumes one call with the memory to hold it; where the eNTK exceeds the memory "
-    "budget it has to be computed in tiles (suite.blocked.entk_blocked), which recomputes Jacobians "
-    "and takes longer. Timings are wall times on this machine while it ran the card, so other load "
-    "inflates them."
+    "time: the fastest of {repeats} calls (after one compiling call; the fastest, because other load only "
+    "adds time) of each kernel's compiled program at a quarter, half and all of the probe, then at doubling "
+    "sizes while one call takes under {max_seconds:g} s (up to N and at most {max_n}); fitted by "
+    "t(n) = c + a·n + b·n² with non-negative least squares (per-input derivatives are linear in n, the Gram "
+    "and its result quadratic), evaluated at N and kept between the two bounds shown, the time at the largest "
+    "timed n scaled linearly and quadratically to N. The fit's n² term is only as good as the timings at "
+    "the largest sizes, so the further N is from them, the more the bounds say. Memory: XLA's estimate of one "
+    "call (result and temporaries) at the same sizes, fitted the same way. The extrapolation assumes one call "
+    "with the memory to hold it; where the eNTK exceeds the memory budget it has to be computed in tiles "
+    "(suite.blocked.entk_blocked), which recomputes Jacobians and takes longer."
 )
 
 KERNEL_LABELS = {
@@ -559,6 +560,20 @@ def evaluate_fit(coef: Sequence[float], n: float) -> float:
     return float(c + a * n + b * n * n)
 
 
+def fastest_seconds(call: Callable[[], Any], repeats: int = TIMING_REPEATS) -> float:
+    """The fastest of ``repeats`` calls, each ending in ``jax.block_until_ready``, after one
+    untimed call that compiles (other processes on the machine only ever add time)."""
+    import jax
+
+    jax.block_until_ready(call())
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(call())
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
 def measure_cost(apply_fn: Callable[..., Any], params: Any, x: Any, order: np.ndarray, n_probe: int,
                  implementation: str, key: Any, repeats: int = TIMING_REPEATS) -> dict[str, Any]:
     """Median time and XLA's memory estimate of every kernel, fitted and extrapolated to all
@@ -571,7 +586,6 @@ def measure_cost(apply_fn: Callable[..., Any], params: Any, x: Any, order: np.nd
     measured much closer to N than the probe.
     """
     from suite import kernels
-    from suite.experiments import alternatives
 
     n_all = int(x.shape[0])
     kwargs = _kernel_kwargs(key)
@@ -589,7 +603,7 @@ def measure_cost(apply_fn: Callable[..., Any], params: Any, x: Any, order: np.nd
                 rows.append({"n": m, "seconds": None, "bytes": None, "refused": str(exc)})
                 break
             problem = prepared.problem
-            seconds = alternatives.median_seconds(prepared.run_unchecked, repeats=repeats)
+            seconds = fastest_seconds(prepared.run_unchecked, repeats=repeats)
             measured = prepared.compiled_bytes
             rows.append({
                 "n": m, "seconds": seconds,
@@ -605,13 +619,18 @@ def measure_cost(apply_fn: Callable[..., Any], params: Any, x: Any, order: np.nd
         entry: dict[str, Any] = {"at": rows, "seconds_at_n": None, "bytes_at_n": None, "result_bytes_at_n": None}
         good = [r for r in rows if r["seconds"] is not None]
         if good and problem is not None:
+            last = good[-1]
             fit_t = fit_quadratic([r["n"] for r in good], [r["seconds"] for r in good])
             fit_b = fit_quadratic([r["n"] for r in good], [r["bytes"] for r in good])
             o = problem.n_outputs
             entry.update({
                 "fit_seconds": fit_t, "fit_bytes": fit_b,
                 "largest_timed": max(r["n"] for r in good),
-                "seconds_at_n": evaluate_fit(fit_t, n_all),
+                # Bounds from the largest timed size: all cost linear in n, or all quadratic.
+                "seconds_at_n_low": last["seconds"] * n_all / last["n"],
+                "seconds_at_n_high": last["seconds"] * (n_all / last["n"]) ** 2,
+                "seconds_at_n": min(max(evaluate_fit(fit_t, n_all), last["seconds"] * n_all / last["n"]),
+                                    last["seconds"] * (n_all / last["n"]) ** 2),
                 "bytes_at_n": evaluate_fit(fit_b, n_all),
                 "result_bytes_at_n": n_all * n_all * (o * o if spec.block else 1) * problem.dtype.itemsize,
             })
@@ -682,8 +701,8 @@ def recommendation(data: Mapping[str, Any]) -> str:
         n_all = int(cost["n_inputs"])
         if ke["result_bytes_at_n"] and kp["result_bytes_at_n"]:
             text += (f"; on all {n_all:,} inputs the eNTK takes {format_bytes(ke['result_bytes_at_n'])} and about "
-                     f"{format_seconds(ke['seconds_at_n'])}, the pNTK {format_bytes(kp['result_bytes_at_n'])} and about "
-                     f"{format_seconds(kp['seconds_at_n'])}")
+                     f"{_time_at_n(ke, n_all)}, the pNTK {format_bytes(kp['result_bytes_at_n'])} and about "
+                     f"{_time_at_n(kp, n_all)}")
             peak = max(ke["result_bytes_at_n"], ke["bytes_at_n"] or 0)
             if peak > cost["budget_bytes"]:
                 text += (f" (one eNTK call would need about {format_bytes(peak)}, over this machine's memory budget "
@@ -694,6 +713,15 @@ def recommendation(data: Mapping[str, Any]) -> str:
         k, v = min(better, key=lambda kv: kv[1])
         text += f"; note: the {KERNEL_LABELS[k]} is closer on this probe ({_pct(v)})"
     return text + "."
+
+
+def _time_at_n(entry: Mapping[str, Any], n_all: int) -> str:
+    """``3.6 min (34 s – 8.7 min)``: the extrapolated time with its bounds, or the measured one."""
+    text = format_seconds(entry["seconds_at_n"])
+    timed = [r["n"] for r in entry["at"] if r["seconds"] is not None]
+    if timed and max(timed) < n_all and entry.get("seconds_at_n_low") is not None:
+        text += f" ({format_seconds(entry['seconds_at_n_low'])} – {format_seconds(entry['seconds_at_n_high'])})"
+    return text
 
 
 def _headline_regression(data: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -761,7 +789,7 @@ def markdown(data: Mapping[str, Any], figure: str | None = None) -> str:
         parts += [
             f"## Cost: measured, extrapolated to all {n_all:,} inputs",
             "",
-            "| kernel | timed at n = | median time at the largest n | XLA memory there | time at N | "
+            "| kernel | timed at n = | time at the largest n | XLA memory there | time at N (linear – quadratic bounds) | "
             "result at N | peak at N (XLA, extrapolated) |",
             "|---|---|---|---|---|---|---|",
         ]
@@ -773,7 +801,10 @@ def markdown(data: Mapping[str, Any], figure: str | None = None) -> str:
             if refused:
                 sizes += f" ({refused[0]['n']} refused by the budget)"
             at_n = format_seconds(e["seconds_at_n"])
-            at_n += " (measured)" if last.get("n") == n_all else " (extrapolated)"
+            if last.get("n") == n_all:
+                at_n += " (measured)"
+            elif e.get("seconds_at_n_low") is not None:
+                at_n += f" ({format_seconds(e['seconds_at_n_low'])} – {format_seconds(e['seconds_at_n_high'])})"
             parts.append(f"| {KERNEL_LABELS.get(k, k)} | {sizes} | {format_seconds(last.get('seconds'))} | "
                          f"{format_bytes(last.get('bytes'))} | {at_n} | {format_bytes(e['result_bytes_at_n'])} | "
                          f"{format_bytes(e['bytes_at_n'])} |")

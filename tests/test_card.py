@@ -189,8 +189,16 @@ def test_cost_is_measured_up_to_n_and_sizes_are_exact(tiny, tiny_card):
         per_pair = o * o if name == "entk" else 1
         assert entry["result_bytes_at_n"] == 24 * 24 * per_pair * item
         assert entry["seconds_at_n"] > 0 and entry["bytes_at_n"] >= entry["result_bytes_at_n"] * 0.5
+        # Timed at N itself: both bounds and the estimate are that measurement.
+        assert entry["seconds_at_n_low"] == entry["seconds_at_n"] == entry["seconds_at_n_high"] == entry["at"][-1]["seconds"]
     md = tiny_card.markdown()
     assert "(measured)" in md and "## Cost" in md
+
+
+def test_time_at_n_shows_the_bounds_when_extrapolated():
+    entry = {"at": [{"n": 64, "seconds": 2.0}], "seconds_at_n": 600.0, "seconds_at_n_low": 62.5, "seconds_at_n_high": 1953.0}
+    assert cards._time_at_n(entry, 2000) == "10 min (62.5 s – 32.5 min)"
+    assert cards._time_at_n({**entry, "at": [{"n": 2000, "seconds": 2.0}]}, 2000) == "10 min"
 
 
 def test_fit_quadratic_recovers_a_polynomial():
