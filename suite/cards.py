@@ -836,9 +836,10 @@ _COMPARE: list[tuple[str, Callable[[Mapping[str, Any]], str]]] = [
     ("eNTK / pNTK result at N", lambda d: "–" if not d.get("cost") else
      f"{format_bytes(d['cost']['kernels']['entk']['result_bytes_at_n'])} / "
      f"{format_bytes(d['cost']['kernels']['pntk']['result_bytes_at_n'])}"),
-    ("eNTK / pNTK time at N (extrapolated)", lambda d: "–" if not d.get("cost") else
-     f"{format_seconds(d['cost']['kernels']['entk']['seconds_at_n'])} / "
-     f"{format_seconds(d['cost']['kernels']['pntk']['seconds_at_n'])}"),
+    ("eNTK time at N (bounds)", lambda d: "–" if not d.get("cost") else
+     _time_at_n(d["cost"]["kernels"]["entk"], d["cost"]["n_inputs"])),
+    ("pNTK time at N (bounds)", lambda d: "–" if not d.get("cost") else
+     _time_at_n(d["cost"]["kernels"]["pntk"], d["cost"]["n_inputs"])),
 ]
 
 
