@@ -202,6 +202,16 @@ def _mnist5k_raw() -> tuple[np.ndarray, np.ndarray]:
     return _readonly(images), _readonly(labels)
 
 
+def _load_mnist5k14(request: LoadRequest) -> tuple[np.ndarray, np.ndarray]:
+    """mnist5k averaged over 2x2 pixel blocks: (5000, 14, 14, 1). The full grid uses it because
+    a conv net's infinite-width kernel stores pixel-pair covariances (N^2 (HW)^2 floats): at
+    N = 128 that is 40 GB at 28x28 and 2.5 GB at 14x14 (README, "full grid")."""
+    del request
+    images, labels = _mnist5k_raw()
+    pooled = images.astype(np.float32).reshape(-1, 14, 2, 14, 2, 1).mean(axis=(2, 4))
+    return _readonly(pooled), labels
+
+
 def _load_cifar10(request: LoadRequest) -> tuple[np.ndarray, np.ndarray]:
     """CIFAR-10 from a local ``cifar-10-batches-py`` directory as (N, 32, 32, 3) NHWC.
 
@@ -325,6 +335,14 @@ DATASETS: dict[str, DatasetSpec] = {
             n_classes=10,
             image_shape=(28, 28, 1),
             loader=_load_mnist5k,
+        ),
+        DatasetSpec(
+            name="mnist5k14",
+            description="mnist5k downsampled to 14x14 (2x2 pixel means), 5000 images, "
+            "500 per class, pixels 0-255",
+            n_classes=10,
+            image_shape=(14, 14, 1),
+            loader=_load_mnist5k14,
         ),
         DatasetSpec(
             name="cifar10",

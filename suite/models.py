@@ -203,6 +203,23 @@ def _resnet_layers(cfg: ModelConfig) -> list[Any]:
     return [*layers, _activation(cfg), _pool(cfg), _dense(cfg, cfg.n_outputs)]
 
 
+#: Stages of a WideResNet (Zagoruyko & Komodakis, 2016): three stages of ``depth`` basic blocks,
+#: so WRN-(6·depth+4); channels width, 2·width, 4·width (the paper's 16k, 32k, 64k for width 16k).
+WRN_STAGES = 3
+
+
+def wrn_name(depth: int, width: int) -> str:
+    """The paper's name of a ``wrn`` config, e.g. depth 4, width 160 -> ``WRN-28-10``."""
+    k = width / 16
+    return f"WRN-{6 * depth + 4}-{int(k) if k.is_integer() else round(k, 2)}"
+
+
+def _wrn_layers(cfg: ModelConfig) -> list[Any]:
+    # Pre-activation basic blocks with a width-channel stem, as _resnet_layers with stages;
+    # no batch norm (stax has no finite-width batch norm with an infinite-width kernel).
+    return _resnet_layers(replace(cfg, arch="resnet", stages=(cfg.depth,) * WRN_STAGES))
+
+
 ARCHS: dict[str, ArchSpec] = {
     "mlp": ArchSpec("mlp", "fully connected: depth x (Dense(width), act), Dense(O)", _mlp_layers),
     "cnn": ArchSpec(
@@ -212,6 +229,12 @@ ARCHS: dict[str, ArchSpec] = {
         "resnet",
         "Conv stem, depth residual blocks (or the stages of RESNETS: ResNet-18 to -152), act, pool, Dense(O)",
         _resnet_layers,
+    ),
+    "wrn": ArchSpec(
+        "wrn",
+        "WideResNet WRN-(6·depth+4)-(width/16): Conv stem, 3 stages of depth pre-activation blocks "
+        "(width, 2·width, 4·width channels), act, pool, Dense(O)",
+        _wrn_layers,
     ),
 }
 

@@ -20,7 +20,7 @@ import pandas as pd
 
 from suite import paths, stats
 from suite.errors import SuiteError
-from suite.experiments import EXPERIMENTS, Experiment
+from suite.experiments import EXPERIMENTS, Experiment, fill_config_defaults
 from suite.store import (
     CASE_KEY_COLUMN,
     ResultStore,
@@ -40,6 +40,10 @@ _NO_CLAIM = "no rate is claimed by the theory; slope shown as measured"
 
 #: The paper's headline quantity (experiment, kernel, metric): the verdict table shows it first.
 HEADLINE = ("convergence", "pntk", "rel_frobenius")
+#: Settings of the headline series: the paper's networks (ReLU) in float32. Series with another
+#: activation or float64 (the float64 spot check) are judged and reported like any other, but
+#: are not the headline.
+HEADLINE_SETTINGS = {"activation": "relu", "dtype": "float32"}
 
 #: Columns of a summary row that are not part of what identifies its series.
 _FIT_COLUMNS = {*stats.SUMMARY_COLUMNS, "value_at_max_width", "headline"}
@@ -64,7 +68,7 @@ def load_results(out: Path, grid: str | None = None) -> dict[str, tuple[pd.DataF
         keys = grid_membership(frame, meta).get(chosen)
         if not keys:
             continue
-        rows = frame[frame[CASE_KEY_COLUMN].isin(keys)].assign(grid=chosen)
+        rows = fill_config_defaults(frame[frame[CASE_KEY_COLUMN].isin(keys)], exp.config_type).assign(grid=chosen)
         found[name] = (rows.reset_index(drop=True), {**meta, "grid": chosen})
     return found
 
@@ -144,7 +148,10 @@ def build(out: str | Path | None = None, grid: str | None = None) -> dict[str, A
         if spec.experiment not in results:
             continue
         exp_summary = summary[summary["experiment"] == spec.experiment]
-        fig = figures.render(spec.name, results[spec.experiment][0], exp_summary)
+        try:
+            fig = figures.render(spec.name, results[spec.experiment][0], exp_summary)
+        except figures.MissingDataError:
+            continue  # this grid has no rows for it (e.g. no activation variants)
         files = figures.save(fig, paths.figures_dir(out), spec.name)
         written += files
         shown.append((spec, next(p for p in files if p.suffix == ".png")))
@@ -177,7 +184,11 @@ def _fmt(x: Any, digits: int = 2) -> str:
 def is_headline(summary: pd.DataFrame) -> pd.Series:
     """Which rows are the paper's headline quantity (:data:`HEADLINE`), one per arch and depth."""
     experiment, kernel, metric = HEADLINE
-    return (summary["experiment"] == experiment) & (summary["kernel"] == kernel) & (summary["metric"] == metric)
+    mask = (summary["experiment"] == experiment) & (summary["kernel"] == kernel) & (summary["metric"] == metric)
+    for column, value in HEADLINE_SETTINGS.items():
+        if column in summary.columns:  # absent in summaries written before the setting existed
+            mask &= summary[column].isna() | (summary[column] == value)
+    return mask
 
 
 def headline(summary: pd.DataFrame) -> pd.DataFrame:

@@ -22,7 +22,7 @@ import sys
 import time
 from collections.abc import Iterator, Sequence, Set
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -58,8 +58,16 @@ def data_dir(out: str | Path | None) -> Path:
 
 
 def case_id(config: Any) -> str:
-    """Stable key of one case: readable id plus a hash of its full config."""
-    return f"{config.id}-{case_key(asdict(config))}"
+    """Stable key of one case: readable id plus a hash of its full config. Fields a config
+    class lists in ``KEY_OMITS_DEFAULT`` (added after results were published) enter the hash
+    only when they differ from their default, so results stored before they existed keep
+    their keys (:func:`suite.experiments.fill_config_defaults` fills their rows' columns)."""
+    values = asdict(config)
+    defaults = {f.name: f.default for f in fields(config)}
+    for name in getattr(type(config), "KEY_OMITS_DEFAULT", ()):
+        if values[name] == defaults[name]:
+            del values[name]
+    return f"{config.id}-{case_key(values)}"
 
 
 def _stamp() -> str:

@@ -12,9 +12,9 @@ from suite import data
 from suite.data import DATASETS, DEFAULT_DATASET, Dataset, input_shape, load, train_test_split
 from suite.errors import SuiteError
 
-EMBEDDED = ("digits", "mnist5k", "gaussian")
-SHAPES = {"digits": (8, 8, 1), "mnist5k": (28, 28, 1), "gaussian": (32, 32, 3)}
-RAW_MAX = {"digits": 16, "mnist5k": 255}
+EMBEDDED = ("digits", "mnist5k", "mnist5k14", "gaussian")
+SHAPES = {"digits": (8, 8, 1), "mnist5k": (28, 28, 1), "mnist5k14": (14, 14, 1), "gaussian": (32, 32, 3)}
+RAW_MAX = {"digits": 16, "mnist5k": 255, "mnist5k14": 255}
 
 
 def _n_all(name: str) -> int | None:
@@ -25,7 +25,7 @@ def _n_all(name: str) -> int | None:
 
 
 def test_registry_entries() -> None:
-    assert set(DATASETS) == {"digits", "mnist5k", "cifar10", "gaussian"}
+    assert set(DATASETS) == {"digits", "mnist5k", "mnist5k14", "cifar10", "gaussian"}
     assert DEFAULT_DATASET in DATASETS
     for key, spec in DATASETS.items():
         assert spec.name == key
@@ -50,6 +50,19 @@ def test_input_shape_gaussian_custom_and_fixed_shape_error() -> None:
 
 
 # ----------------------------------------------------------------------------- embedded sets
+
+
+def test_mnist5k14_is_mnist5k_averaged_over_2x2_blocks() -> None:
+    from suite.data import DATASETS as specs
+    from suite.data import LoadRequest
+
+    request = LoadRequest(n=None, seed=0, path=None, image_shape=(14, 14, 1), n_classes=10)
+    full, labels = specs["mnist5k"].loader(request)
+    small, small_labels = specs["mnist5k14"].loader(request)
+    np.testing.assert_array_equal(labels, small_labels)
+    expected = (full[:, 0::2, 0::2] / 4.0 + full[:, 1::2, 0::2] / 4.0
+                + full[:, 0::2, 1::2] / 4.0 + full[:, 1::2, 1::2] / 4.0)
+    np.testing.assert_allclose(small, expected, rtol=1e-6)
 
 
 @pytest.mark.parametrize("name", EMBEDDED)

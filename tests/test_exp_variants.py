@@ -255,8 +255,8 @@ def test_fig_outputs() -> None:
     for label in ("O = 2: slope −", "O = 10: slope −", "O = 100: slope −", "α = 0.5", "β = 0.5"):
         assert any(label in t for t in texts), (label, texts)
     assert "O = " not in fig.get_suptitle() and "digits" in fig.get_suptitle()
-    with pytest.raises(SuiteError, match="dtype"):
-        render("fig_outputs", pd.concat([_outputs_frame(), _outputs_frame().assign(dtype="float64")]))
+    with pytest.raises(SuiteError, match="dataset"):
+        render("fig_outputs", pd.concat([_outputs_frame(), _outputs_frame().assign(dataset="mnist5k")]))
 
 
 def test_fig_parameterization() -> None:

@@ -110,7 +110,7 @@ def test_registry_matches_expectations() -> None:
     experiment's data and has a title and caption."""
     from suite.experiments import EXPERIMENTS
 
-    assert CONVERGENCE_FIGURES == set(EXPECTED)
+    assert CONVERGENCE_FIGURES == set(EXPECTED) | {"fig_activations"}
     for name, spec in FIGURES.items():
         assert spec.name == name
         assert spec.experiment in EXPERIMENTS
@@ -173,6 +173,39 @@ def test_summary_slopes_are_used(data: pd.DataFrame) -> None:
     assert sum("slope −0.12 [−0.20, −0.10]" in t for t in texts) == len(ARCHS) * len(DEPTHS)
 
 
+def _with_variants(data: pd.DataFrame) -> pd.DataFrame:
+    """``data`` (float64 ReLU rows) as float32, plus erf and GELU rows for the MLP and CNN and a
+    float64 copy of the ReLU rows (the full grid's spot check), values scaled so they differ."""
+    base = data.assign(dtype="float32", activation="relu")
+    extra = [base[base["arch"].isin(["mlp", "cnn"])].assign(activation=a, value=lambda f, k=k: f["value"] * k)
+             for a, k in (("erf", 0.5), ("gelu", 0.7))]
+    return pd.concat([base, *extra, base.assign(dtype="float64", value=base["value"] * 3)], ignore_index=True)
+
+
+def test_figures_draw_the_default_settings_only(data: pd.DataFrame) -> None:
+    """Rows of other activations and the float64 spot check stay out of the ReLU float32 figures."""
+    mixed = _with_variants(data)
+    plain = render("fig_convergence", mixed[(mixed["activation"] == "relu") & (mixed["dtype"] == "float32")])
+    fig = render("fig_convergence", mixed)
+    for ax, ref in zip(fig.get_axes(), plain.get_axes(), strict=True):
+        got = [ln.get_ydata().tolist() for ln in ax.get_lines()]
+        assert got == [ln.get_ydata().tolist() for ln in ref.get_lines()]
+
+
+def test_activations_figure(data: pd.DataFrame) -> None:
+    fig = render("fig_activations", _with_variants(data))
+    axes = fig.get_axes()
+    assert [ax.get_title() for ax in axes] == ["MLP", "CNN"]
+    texts = _legend_texts(fig)
+    for label in ("ReLU, depth 1", "erf, depth 3", "GELU, depth 1", "n$^{-1/2}$"):
+        assert any(label in t for t in texts), (label, texts)
+    for ax in axes:
+        data_lines = [ln for ln in ax.get_lines() if ln.get_marker() not in (None, "None", "")]
+        assert len(data_lines) == 3 * len(DEPTHS)
+    with pytest.raises(MissingDataError, match="more than one activation"):
+        render("fig_activations", data.assign(activation="relu"))
+
+
 def test_too_few_widths_drops_slope(data: pd.DataFrame) -> None:
     two = data[data["width"].isin(WIDTHS[:2])]
     texts = _legend_texts(render("fig_convergence", two))
@@ -185,7 +218,8 @@ def test_labels_match_registries() -> None:
 
     assert {k: spec.label for k, spec in kernels.KERNELS.items()} == style.KERNEL_LABELS
     assert set(style.KERNEL_PALETTE) == set(kernels.KERNELS)
-    assert set(models.ARCHS) <= set(style.ARCH_LABELS)
+    for table in (style.ARCH_LABELS, style.ARCH_COLORS, style.ARCH_MARKERS, style.ARCH_LINESTYLES):
+        assert set(models.ARCHS) <= set(table)
 
 
 def test_format_slope() -> None:
@@ -221,12 +255,13 @@ def test_render_all(tmp_path: Path, data: pd.DataFrame) -> None:
     assert set(result) == set(FIGURES) and not any(result.values())
     assert figures.skipped(result) == list(FIGURES)
     data_dir.mkdir()
-    # Without Θ∞ rows, fig_infinite is skipped and the others are drawn.
+    # Without Θ∞ rows, fig_infinite is skipped, without activation variants fig_activations,
+    # and the others are drawn.
     data[data["metric"] != "rel_frobenius_inf"].to_csv(data_dir / "convergence.csv", index=False)
     result = render_all(data_dir, out_dir)
     others = [name for name in FIGURES if name not in CONVERGENCE_FIGURES]  # no data for them
-    assert figures.skipped(result) == sorted(["fig_infinite", *others], key=list(FIGURES).index)
-    for name in CONVERGENCE_FIGURES - {"fig_infinite"}:
+    assert figures.skipped(result) == sorted(["fig_infinite", "fig_activations", *others], key=list(FIGURES).index)
+    for name in CONVERGENCE_FIGURES - {"fig_infinite", "fig_activations"}:
         assert [p.name for p in result[name]] == [f"{name}.png", f"{name}.svg"]
         assert all(p.stat().st_size > 0 for p in result[name])
 
@@ -256,9 +291,12 @@ def test_render_errors(data: pd.DataFrame) -> None:
         render("fig_convergence", data.drop(columns="arch"))
     with pytest.raises(MissingDataError, match="rel_frobenius"):
         render("fig_convergence", data[data["metric"] != "rel_frobenius"])
-    mixed = pd.concat([data, data.assign(dtype="float32")])
-    with pytest.raises(SuiteError, match="dtype"):
+    mixed = pd.concat([data, data.assign(dataset="mnist5k")])
+    with pytest.raises(SuiteError, match="dataset"):
         render("fig_convergence", mixed)
+    # float32 beside float64 is the full grid's spot check: the figure draws the float32 rows.
+    spot = render("fig_convergence", pd.concat([data, data.assign(dtype="float32")]))
+    assert "float32" in spot.get_suptitle() and "float64" not in spot.get_suptitle()
 
 
 def _run_python(code: str) -> subprocess.CompletedProcess[str]:

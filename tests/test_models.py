@@ -122,3 +122,35 @@ def test_resnet50_bottleneck_layout():
 def test_bottleneck_needs_stages():
     with pytest.raises(SuiteError, match="bottleneck blocks need stages"):
         models.build("resnet", width=4, bottleneck=True)
+
+
+def test_wrn_layout_and_name():
+    """WRN-(6d+4)-k (Zagoruyko & Komodakis 2016): a stem conv, 3 stages of d basic blocks of two
+    3x3 convs (width, 2 width, 4 width channels), a strided 1x1 projection at stages 2 and 3."""
+    width, depth = 4, 2
+    model = models.build("wrn", width=width, depth=depth, n_outputs=3)
+    params = model.init(jax.random.PRNGKey(0), (8, 8, 1))
+    kernels = [leaf for leaf in jax.tree_util.tree_leaves(params) if leaf.ndim == 4 and leaf.shape[:3] != (1, 1, 1)]
+    assert len(kernels) == 1 + 3 * depth * 2 + 2
+    assert sorted({k.shape[-1] for k in kernels}) == [width, 2 * width, 4 * width]
+    out = model.apply(params, jnp.ones((2, 8, 8, 1)))
+    assert out.shape == (2, 3) and bool(jnp.all(jnp.isfinite(out)))
+    assert models.wrn_name(depth, width) == "WRN-16-0.25"
+    assert models.wrn_name(4, 160) == "WRN-28-10"
+
+
+def test_wrn_empirical_ntk_approaches_its_infinite_kernel():
+    """The stax layer list gives the WRN's infinite-width NTK; a wide network's eNTK trace is
+    close to it and closer than a narrow one's (NTK parameterization, THEORY.md §3)."""
+    from suite import kernels
+
+    x = jnp.asarray(np.random.default_rng(0).standard_normal((2, 4, 4, 1)))
+    errors = []
+    for width in (4, 48):
+        model = models.build("wrn", width=width, depth=1, n_outputs=2)
+        params = model.init(jax.random.PRNGKey(1), (4, 4, 1))
+        theta_inf = np.asarray(model.kernel(x, None, "ntk"))
+        trace = np.asarray(kernels.trace_ntk(model.apply, params, x, implementation="jax"))
+        errors.append(np.linalg.norm(trace - theta_inf) / np.linalg.norm(theta_inf))
+    assert errors[1] < errors[0]
+    assert errors[1] < 0.3

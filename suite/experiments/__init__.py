@@ -27,6 +27,22 @@ GRID_NAMES = ("quick", "full")
 TIDY_COLUMNS = ("arch", "depth", "width", "seed", "kernel", "metric", "value")
 
 
+def fill_config_defaults(rows: pd.DataFrame, config_type: type) -> pd.DataFrame:
+    """``rows`` with every config field that has a default present: a missing column (rows
+    stored before the field existed) or a missing cell gets the field's default, so such rows
+    join the same series as new rows with the default value."""
+    out = rows
+    for f in dataclasses.fields(config_type):
+        if f.default is dataclasses.MISSING or not f.init:
+            continue
+        if f.name not in out.columns:
+            out = out.assign(**{f.name: f.default})
+        elif f.default not in ("", None) and out[f.name].isna().any():
+            # ("" reads back from a CSV as NaN; the figures and reports treat both alike.)
+            out = out.assign(**{f.name: out[f.name].fillna(f.default)})
+    return out
+
+
 @dataclass(frozen=True)
 class Experiment:
     """One registered experiment.

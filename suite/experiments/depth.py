@@ -83,9 +83,11 @@ def parse_stages(text: str) -> tuple[int, ...]:
     return blocks
 
 
-QUICK_WIDTHS = {"mlp": (64, 128, 256, 512, 1024, 2048), "resnet": (16, 32, 64)}
-FULL_WIDTHS = {"mlp": (64, 128, 256, 512, 1024, 2048, 4096), "resnet": (16, 32, 64, 128)}
+QUICK_WIDTHS = {"mlp": (64, 128, 256, 512, 1024, 2048), "resnet": (16, 32, 64), "wrn": (16, 32, 64)}
+FULL_WIDTHS = {"mlp": (64, 128, 256, 512, 1024, 2048, 4096), "resnet": (16, 32, 64, 128), "wrn": (16, 32, 64, 128)}
 MLP_DEPTHS = (1, 2, 4, 8)
+#: Blocks per stage of the WideResNets: WRN-10 and WRN-16 (models.wrn_name).
+WRN_DEPTHS = (1, 2)
 QUICK_STAGES = ("1-1", "2-2", "2-2-2-2")
 # ResNet-34 ("3-4-6-3") is left out: at width 128 on 28x28 inputs its eNTK is too slow on a CPU.
 FULL_STAGES = QUICK_STAGES
@@ -95,7 +97,7 @@ def _layouts(arch: str, stages: tuple[str, ...]) -> list[tuple[int, str]]:
     """(depth, stages) pairs of one architecture."""
     if arch == "resnet":
         return [(sum(parse_stages(s)), s) for s in stages]
-    return [(d, "") for d in MLP_DEPTHS]
+    return [(d, "") for d in (WRN_DEPTHS if arch == "wrn" else MLP_DEPTHS)]
 
 
 def _grid(widths, stages: tuple[str, ...], seeds: int, **common_fields) -> list[Config]:
@@ -122,7 +124,7 @@ def run(config: Config) -> pd.DataFrame:
 
 EXPERIMENT = Experiment(
     name="depth",
-    description="Convergence at depths 1-8 (MLP) and ResNet stage layouts up to ResNet-18",
+    description="Convergence at depths 1-8 (MLP), ResNet stage layouts up to ResNet-18, WRN-10 and WRN-16",
     theorem="T2 (rate independent of depth L)",
     version=VERSION,
     config_type=Config,

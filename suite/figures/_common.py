@@ -69,6 +69,9 @@ class FigureSpec:
         caption: One or two sentences for the report.
         render: ``(data, summary or None) -> Figure``.
         order: position in the report (lower first).
+        findings: optional ``data -> text``: what the figure fits beyond the width slopes of
+            ``summary.json`` (e.g. an exponent in N or O), in words and numbers, for the report
+            to print under the caption; None when the caption says it all.
     """
 
     name: str
@@ -77,6 +80,7 @@ class FigureSpec:
     caption: str
     render: RenderFn
     order: int = 100
+    findings: Callable[[pd.DataFrame], str] | None = None
 
 
 def check_columns(df: pd.DataFrame, what: str, columns: Sequence[str] = REQUIRED_COLUMNS) -> None:
@@ -89,10 +93,25 @@ def check_columns(df: pd.DataFrame, what: str, columns: Sequence[str] = REQUIRED
         )
 
 
-def prepare(df: pd.DataFrame, what: str) -> pd.DataFrame:
-    """Check columns and coerce types: ints for depth, width, seed; float for value."""
+#: Settings a figure draws unless it is about the variants themselves (``prepare(...,
+#: variants=True)``): the paper's networks (ReLU) in float32. An experiment's grid may add other
+#: activations (fig_activations) or a float64 spot check (a report table); without this filter
+#: those rows would join the ReLU float32 lines.
+DEFAULT_SETTINGS: dict[str, str] = {"activation": "relu", "dtype": "float32"}
+
+
+def prepare(df: pd.DataFrame, what: str, *, variants: bool = False) -> pd.DataFrame:
+    """Check columns and coerce types: ints for depth, width, seed; float for value. Unless
+    ``variants``, keep only the rows of :data:`DEFAULT_SETTINGS` where a column mixes them with
+    other values (rows stored before a setting existed count as its default)."""
     check_columns(df, what)
     out = df.copy()
+    if not variants:
+        for col, default in DEFAULT_SETTINGS.items():
+            if col in out.columns:
+                values = out[col].fillna(default).astype(str)
+                if values.nunique() > 1 and (values == default).any():
+                    out = out[values == default]
     for col in ("depth", "width", "seed"):
         num = pd.to_numeric(out[col], errors="coerce")
         if num.isna().any():
@@ -213,7 +232,7 @@ def slope_text(
     if summary is not None and "slope" in summary.columns:
         # A summary grouped by setting columns too (dataset, dtype, ...) is matched on them as well.
         key = {
-            **{col: rows[col].iloc[0] for col in SETTING_COLUMNS if col in rows.columns},
+            **{col: rows[col].iloc[0] for col in (*SETTING_COLUMNS, *DEFAULT_SETTINGS) if col in rows.columns},
             **key,
         }
         cols = [c for c in key if c in summary.columns]

@@ -28,10 +28,6 @@ TITLE = "Depth: relative Frobenius error of the pNTK vs width, and its prefactor
 YLABEL = "‖eNTK − pNTK⊗I‖$_F$ / ‖eNTK‖$_F$"
 PREFACTOR_LABEL = "prefactor: error·√n (geometric mean)"
 
-#: Colour and marker of each architecture in the prefactor panel.
-ARCH_COLORS = {"mlp": "#D55E00", "cnn": "#009E73", "resnet": "#0072B2"}
-ARCH_MARKERS = {"mlp": "o", "cnn": "s", "resnet": "^"}
-
 
 def _stages(rows: pd.DataFrame) -> pd.Series:
     """The stage layout per row as a string ('' when none; the CSV reads an empty cell as NaN)."""
@@ -43,6 +39,8 @@ def _stages(rows: pd.DataFrame) -> pd.Series:
 def _series_label(arch: str, depth: int, stages: str) -> str:
     if stages:
         return f"{stages} ({depth} blocks)"
+    if arch == "wrn":
+        return f"WRN-{6 * depth + 4} ({depth} blocks/stage)"
     return f"depth {depth}" + (" (blocks)" if arch == "resnet" else "")
 
 
@@ -125,8 +123,8 @@ def render(data: pd.DataFrame, summary: pd.DataFrame | None = None) -> Figure:
             if pts["depth"].nunique() >= 2:
                 exponent, _, _ = fit_power_law(pts["depth"], pts["prefactor"])
                 label += f": prefactor ∝ depth$^{{{exponent:.2f}}}$".replace("-", "−")
-            (line,) = ax.plot(pts["depth"], pts["prefactor"], color=ARCH_COLORS.get(arch, "0.3"),
-                              marker=ARCH_MARKERS.get(arch, "D"), label=label)
+            (line,) = ax.plot(pts["depth"], pts["prefactor"], color=style.ARCH_COLORS.get(arch, "0.3"),
+                              marker=style.ARCH_MARKERS.get(arch, "D"), label=label)
             handles.append(line)
         handles += [Line2D([], [], linestyle="none", label=" ")] * (n_entries - len(handles))
         depths = sorted(table["depth"].unique().tolist())

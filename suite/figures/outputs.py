@@ -34,9 +34,6 @@ EXPERIMENT = "outputs"
 TITLE = "Dependence on the number of outputs O: relative Frobenius error of the pNTK ~ √(O/n)"
 YLABEL = "‖eNTK − pNTK⊗I‖$_F$ / ‖eNTK‖$_F$"
 
-#: Marker and fit-line style per architecture in the pooled panel.
-ARCH_MARKERS = {"mlp": "o", "cnn": "s", "resnet": "^"}
-ARCH_LINESTYLES = {"mlp": "-", "cnn": "-.", "resnet": ":"}
 
 
 @dataclass(frozen=True)
@@ -233,14 +230,14 @@ def render(data: pd.DataFrame, summary: pd.DataFrame | None = None) -> Figure:
             for o in outputs:
                 pts = agg[agg["n_outputs"] == o]
                 ax.scatter(pts["ratio"], pts["center"], color=colors[o],
-                           marker=ARCH_MARKERS.get(arch, "D"), s=28, zorder=3,
+                           marker=style.ARCH_MARKERS.get(arch, "D"), s=28, zorder=3,
                            edgecolors="white", linewidths=0.5)
             fit = fits[arch]
             if fit is None:
                 continue
             xs = np.geomspace(agg["ratio"].min(), agg["ratio"].max(), 50)
             (line,) = ax.plot(xs, fit.prefactor * xs**fit.alpha, color="0.15",
-                              linestyle=ARCH_LINESTYLES.get(arch, "--"), linewidth=1.4, zorder=2,
+                              linestyle=style.ARCH_LINESTYLES.get(arch, "--"), linewidth=1.4, zorder=2,
                               label=f"{style.arch_label(arch)} fit: {fit_text(fit)}")
             handles.append(line)
         ratio = rows["n_outputs"] / rows["width"]
@@ -254,7 +251,7 @@ def render(data: pd.DataFrame, summary: pd.DataFrame | None = None) -> Figure:
                          label="∝ (O/n)$^{1/2}$ (theory)")
         handles.append(ref)
         for arch in archs:
-            handles.append(Line2D([], [], color="0.4", marker=ARCH_MARKERS.get(arch, "D"),
+            handles.append(Line2D([], [], color="0.4", marker=style.ARCH_MARKERS.get(arch, "D"),
                                   linestyle="none", label=f"{style.arch_label(arch)} (colour = O)"))
         _format_ratio_axis(ax)
         ax.set_title("all widths and O pooled")

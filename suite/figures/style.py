@@ -31,7 +31,10 @@ from matplotlib.ticker import (
 )
 
 __all__ = [
+    "ARCH_COLORS",
     "ARCH_LABELS",
+    "ARCH_LINESTYLES",
+    "ARCH_MARKERS",
     "ARCH_ORDER",
     "DPI",
     "KERNEL_LABELS",
@@ -105,7 +108,13 @@ METRIC_LABELS: dict[str, str] = {
 PARAMETERIZATION_LABELS: dict[str, str] = {"ntk": "NTK", "standard": "standard", "sp": "standard"}
 
 #: Panel titles of the architecture ids in :data:`suite.models.ARCHS`.
-ARCH_LABELS: dict[str, str] = {"mlp": "MLP", "cnn": "CNN", "resnet": "ResNet"}
+ARCH_LABELS: dict[str, str] = {"mlp": "MLP", "cnn": "CNN", "resnet": "ResNet", "wrn": "WideResNet"}
+
+#: Colour, marker and line style of each architecture where several share one panel
+#: (tests/test_figures.py checks they cover :data:`suite.models.ARCHS`).
+ARCH_COLORS: dict[str, str] = {"mlp": "#D55E00", "cnn": "#009E73", "resnet": "#0072B2", "wrn": "#CC79A7"}
+ARCH_MARKERS: dict[str, str] = {"mlp": "o", "cnn": "s", "resnet": "^", "wrn": "v"}
+ARCH_LINESTYLES: dict[str, str] = {"mlp": "-", "cnn": "-.", "resnet": ":", "wrn": "--"}
 
 #: Architectures in panel order (left to right); unknown ids follow, sorted.
 ARCH_ORDER: tuple[str, ...] = tuple(ARCH_LABELS)
