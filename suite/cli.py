@@ -128,6 +128,9 @@ def _run(names: Sequence[str], args: argparse.Namespace) -> None:
     shard = shards.parse_shard(args.shard) if getattr(args, "shard", None) is not None else None
     for name in names:
         configs = None
+        if grid_file is None and len(names) > 1 and grid not in get_experiment(name).grids:
+            print(f"{name}: has no {grid!r} grid, skipped")
+            continue
         if grid_file is not None:
             configs = get_experiment(name).custom_grid(load_grid_file(grid_file))
             grid = f"custom-{grid_file.stem}"
@@ -153,7 +156,7 @@ def _report(out: Path, grid: str | None, *, snapshot: bool = False) -> None:
     counts: dict[str, int] = {}
     for row in summary:
         counts[row["verdict"]] = counts.get(row["verdict"], 0) + 1
-    head = [r for r in summary if (r["experiment"], r["kernel"], r["metric"]) == report.HEADLINE]
+    head = [r for r in summary if r.get("headline")]
     for r in head:
         slope = "nan" if r["slope"] is None else f"{r['slope']:+.2f}"
         print(f"  {r['arch']:7s} depth {r['depth']}: pNTK rel. Frobenius slope {slope}  -> {r['verdict']}")

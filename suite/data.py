@@ -40,6 +40,7 @@ __all__ = [
     "Dataset",
     "DatasetSpec",
     "LoadRequest",
+    "check_available",
     "input_shape",
     "load",
     "train_test_split",
@@ -227,6 +228,20 @@ def _load_cifar10(request: LoadRequest) -> tuple[np.ndarray, np.ndarray]:
         )
     signature = tuple((str(f), f.stat().st_mtime_ns, f.stat().st_size) for f in files)
     return _cifar10_raw(signature)
+
+
+def check_available(name: str, path: str | os.PathLike[str] | None = None) -> None:
+    """Raise the loader's clear error now if dataset ``name`` cannot be read, without loading
+    it: for datasets read from a local directory (``cifar10``), that the directory and its
+    batch files exist. A run calls this before its first case, so a ``paper`` grid without
+    CIFAR-10 stops at once with the fix instead of after other cases."""
+    spec = _spec(name)
+    if spec.needs_path and spec.name == "cifar10":
+        directory = _cifar10_dir(path)
+        if not any((directory / f).is_file() for f in CIFAR10_BATCHES):
+            raise SuiteError(
+                f"no CIFAR-10 batch files ({', '.join(CIFAR10_BATCHES)}) in {directory}; {_CIFAR_FIX}"
+            )
 
 
 def _cifar10_dir(path: str | os.PathLike[str] | None) -> Path:

@@ -31,7 +31,7 @@ import jax
 import pandas as pd
 from tqdm.auto import tqdm
 
-from suite import paths, shards
+from suite import data, paths, shards
 from suite.errors import SuiteError, require_positive_int
 from suite.experiments import common, get_experiment
 from suite.store import (
@@ -193,6 +193,8 @@ def run_experiment(
                   "them all, the others none", file=sys.stderr)
         configs = [configs[j] for j in shards.select([case_id(c) for c in configs], shard, timed=exp.timed)]
     check_networks(configs)
+    for dataset in sorted({getattr(c, "dataset", data.DEFAULT_DATASET) for c in configs}):
+        data.check_available(dataset)
 
     env = {**common.environment(), "host": platform.node()}
     refuse_snapshot(out, "a run")

@@ -94,9 +94,46 @@ def test_grids_meet_the_verification_design():
     assert set(EXPERIMENTS["convergence"].grids) == set(GRID_NAMES)
 
 
+def test_paper_grids_use_cifar10_resnet18_and_wrn28():
+    """The accelerator grid: CIFAR-10, ResNet-18 (2-2-2-2) and WRN-28-k, 8 seeds per series."""
+    from suite import models
+    from suite.experiments import depth
+
+    frame = pd.DataFrame([c.__dict__ for c in depth.GRIDS["paper"]()])
+    assert set(frame["dataset"]) == {"cifar10"}
+    assert set(frame.loc[frame["arch"] == "resnet", "stages"]) == {"2-2-2-2"}
+    wrn = frame[frame["arch"] == "wrn"]
+    assert {models.wrn_name(d, w) for d, w in zip(wrn["depth"], wrn["width"], strict=True)} >= {"WRN-28-10", "WRN-28-1"}
+    assert (frame.groupby(["arch", "depth", "width"])["seed"].nunique() >= 8).all()
+    conv = pd.DataFrame([c.__dict__ for c in convergence.GRIDS["paper"]()])
+    assert set(conv["dataset"]) == {"cifar10"} and set(conv["activation"]) == {"relu", "erf", "gelu"}
+
+
+def test_paper_grid_without_cifar10_stops_at_once_with_the_fix(monkeypatch, tmp_path, capsys):
+    monkeypatch.delenv("SUITE_CIFAR10_DIR", raising=False)
+    assert cli.main(["run", "depth", "--grid", "paper", "--out", str(tmp_path), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "SUITE_CIFAR10_DIR" in err and "nothing is downloaded" in err
+    assert not (tmp_path / "data" / "depth.csv").exists()
+    monkeypatch.setenv("SUITE_CIFAR10_DIR", str(tmp_path / "nope"))
+    assert cli.main(["run", "depth", "--grid", "paper", "--out", str(tmp_path), "--no-progress"]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_run_all_skips_experiments_without_the_grid(monkeypatch, tmp_path, capsys):
+    monkeypatch.delenv("SUITE_CIFAR10_DIR", raising=False)
+    # regression has no paper grid: skipped with a note; depth has one and stops on the data.
+    for name in [n for n in EXPERIMENTS if n not in ("regression", "depth")]:
+        monkeypatch.delitem(EXPERIMENTS, name)
+    assert cli.main(["run", "all", "--grid", "paper", "--out", str(tmp_path), "--no-progress"]) == 2
+    captured = capsys.readouterr()
+    assert "regression: has no 'paper' grid, skipped" in captured.out
+    assert "SUITE_CIFAR10_DIR" in captured.err
+
+
 def test_unknown_grid_and_arch_errors():
     exp = EXPERIMENTS["convergence"]
-    with pytest.raises(SuiteError, match="unknown grid 'huge'; valid grids: full, quick"):
+    with pytest.raises(SuiteError, match="unknown grid 'huge'; valid grids: full, paper, quick"):
         exp.grid("huge")
     with pytest.raises(SuiteError, match=r"no cases for architecture\(s\) \['vit'\]"):
         exp.grid("quick", ["vit"])

@@ -93,26 +93,36 @@ QUICK_STAGES = ("1-1", "2-2", "2-2-2-2")
 FULL_STAGES = QUICK_STAGES
 
 
-def _layouts(arch: str, stages: tuple[str, ...]) -> list[tuple[int, str]]:
+def _layouts(arch: str, stages: tuple[str, ...], wrn_depths: tuple[int, ...]) -> list[tuple[int, str]]:
     """(depth, stages) pairs of one architecture."""
     if arch == "resnet":
         return [(sum(parse_stages(s)), s) for s in stages]
-    return [(d, "") for d in (WRN_DEPTHS if arch == "wrn" else MLP_DEPTHS)]
+    return [(d, "") for d in (wrn_depths if arch == "wrn" else MLP_DEPTHS)]
 
 
-def _grid(widths, stages: tuple[str, ...], seeds: int, **common_fields) -> list[Config]:
+def _grid(widths, stages: tuple[str, ...], seeds: int, wrn_depths: tuple[int, ...] = WRN_DEPTHS,
+          **common_fields) -> list[Config]:
     return [
         Config(arch, depth, width, seed, stages=layout, **common_fields)
         for arch in widths
-        for depth, layout in _layouts(arch, stages)
+        for depth, layout in _layouts(arch, stages, wrn_depths)
         for width in widths[arch]
         for seed in range(seeds)
     ]
 
 
+#: The ``paper`` grid (accelerators; CIFAR-10 from a local copy): ResNet-18 at 1/4 to 2x its
+#: standard 64 channels, and WRN-28-k for k = 1, 2, 4, 10 (WRN-28-10 is the usual CIFAR
+#: WideResNet), 8 seeds, N = 128 CIFAR-10 images.
+PAPER_WIDTHS = {"resnet": (16, 32, 64, 128), "wrn": (16, 32, 64, 160)}
+PAPER_STAGES = ("2-2-2-2",)
+PAPER_WRN_DEPTHS = (4,)
+
+
 GRIDS = {
     "quick": lambda: _grid(QUICK_WIDTHS, QUICK_STAGES, 5, dataset="digits", n_inputs=32),
     "full": lambda: _grid(FULL_WIDTHS, FULL_STAGES, 5, dataset="mnist5k", n_inputs=64),
+    "paper": lambda: _grid(PAPER_WIDTHS, PAPER_STAGES, 8, PAPER_WRN_DEPTHS, dataset="cifar10", n_inputs=128),
 }
 
 
