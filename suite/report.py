@@ -276,6 +276,7 @@ def _markdown(results, summary: pd.DataFrame, shown, out: Path) -> str:
         _counts_table(summary),
         "",
         *_not_consistent_section(summary),
+        *_float64_section(summary),
         *_cost_section(out),
         *_cards_section(out),
         "## What was run",
@@ -300,6 +301,10 @@ def _markdown(results, summary: pd.DataFrame, shown, out: Path) -> str:
             f"backend {env.get('backend')} ({env.get('device')}), commit {env.get('git_commit')}; "
             f"compute time {meta.get('compute_seconds', float('nan')):.0f} s.",
         ]
+    total = sum(float(meta.get("compute_seconds") or 0.0) for _, meta in results.values())
+    parts += [f"- **Total compute time: {total:.0f} s ({total / 3600:.2f} h)** over {len(results)} experiments, "
+              f"on {os.cpu_count()} CPU cores of the machine that wrote this report (cases computed elsewhere "
+              "and merged count with their own time)."]
     parts += ["", "## Figures", ""]
     for spec, png in shown:
         parts += [f"### {spec.title}", "", f"![{spec.title}]({png.relative_to(out).as_posix()})", "", spec.caption, ""]
@@ -315,6 +320,47 @@ def _markdown(results, summary: pd.DataFrame, shown, out: Path) -> str:
         "",
     ]
     return "\n".join(parts)
+
+
+def _float64_section(summary: pd.DataFrame) -> list[str]:
+    """The float64 spot check: each headline-quantity series run in float64 beside its float32
+    twin (same arch, depth and settings), with both verdicts; empty when none was run."""
+    if "dtype" not in summary.columns:
+        return []
+    experiment, kernel, metric = HEADLINE
+    quantity = summary[(summary["experiment"] == experiment) & (summary["kernel"] == kernel)
+                       & (summary["metric"] == metric)]
+    f64 = quantity[quantity["dtype"] == "float64"]
+    if f64.empty:
+        return []
+    key = [c for c in quantity.columns if c not in _FIT_COLUMNS and c not in ("dtype", "grid")]
+    lines = [
+        "## Float64 spot check of the headline",
+        "",
+        "The same networks and inputs in float64 (jax x64) beside float32: the verdicts should not depend on the "
+        "precision, since the errors measured (≥ 1e-3) are far above float32 rounding (~1e-6 relative).",
+        "",
+        "| arch | depth | float32 slope [95% CI] | verdict | float64 slope [95% CI] | verdict | same verdict |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    same_all = True
+    for _, r64 in f64.iterrows():
+        twin = quantity[(quantity["dtype"] == "float32")]
+        for c in key:
+            twin = twin[twin[c].astype(str) == str(r64[c])]
+        if len(twin) != 1:
+            continue
+        r32 = twin.iloc[0]
+        same = r32["verdict"] == r64["verdict"]
+        same_all &= bool(same)
+        lines.append(
+            f"| {r64['arch']} | {r64['depth']} | {_fmt(r32['slope'])} [{_fmt(r32['slope_ci_low'])}, "
+            f"{_fmt(r32['slope_ci_high'])}] | {r32['verdict']} | {_fmt(r64['slope'])} [{_fmt(r64['slope_ci_low'])}, "
+            f"{_fmt(r64['slope_ci_high'])}] | {r64['verdict']} | {_yes_no(same)} |"
+        )
+    lines += ["", "Every float64 verdict equals its float32 verdict." if same_all
+              else "**Some float64 verdicts differ from float32; see the rows marked no.**", ""]
+    return lines
 
 
 def _conclusion(results, summary: pd.DataFrame) -> list[str]:

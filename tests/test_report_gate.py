@@ -122,3 +122,19 @@ def test_load_summary_rejects_unreadable_files(tmp_path):
     bad.write_text("{not json")
     with pytest.raises(SuiteError, match="cannot read"):
         report.load_summary(bad)
+
+
+def test_float64_spot_check_pairs_each_float64_series_with_its_float32_twin():
+    def row(arch, dtype, slope, verdict):
+        return {"experiment": "convergence", "arch": arch, "depth": 1, "activation": "relu", "dtype": dtype,
+                "kernel": "pntk", "metric": "rel_frobenius", "slope": slope, "slope_ci_low": slope - 0.05,
+                "slope_ci_high": slope + 0.05, "verdict": verdict}
+
+    summary = pd.DataFrame([row("mlp", "float32", -0.48, "consistent"), row("mlp", "float64", -0.49, "consistent"),
+                            row("cnn", "float32", -0.50, "consistent"), row("cnn", "float64", -0.30, "inconclusive"),
+                            row("resnet", "float32", -0.47, "consistent")])
+    text = "\n".join(report._float64_section(summary))
+    assert "| mlp | 1 | -0.48 [-0.53, -0.43] | consistent | -0.49 [-0.54, -0.44] | consistent | yes |" in text
+    assert "| cnn | 1 |" in text and "| inconclusive | no |" in text and "resnet" not in text
+    assert "Some float64 verdicts differ" in text
+    assert report._float64_section(summary[summary["dtype"] == "float32"]) == []
