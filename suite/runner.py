@@ -47,9 +47,12 @@ from suite.store import (
 FINGERPRINT_FIELDS = ("jax", "jaxlib", "neural_tangents", "backend", "device", "host")
 
 
-def fingerprint(env: dict[str, Any]) -> dict[str, Any]:
-    """The part of the environment that decides whether stored results can be reused."""
-    return {k: env.get(k) for k in FINGERPRINT_FIELDS}
+def fingerprint(env: dict[str, Any], *, timed: bool = False) -> dict[str, Any]:
+    """The part of the environment that decides whether stored results can be reused: the
+    versions, backend and device kind, and for timed experiments (rows with wall-clock times)
+    also the host. Other results do not depend on the machine they ran on, so a run resumed on
+    another machine (a later session, a CI shard) keeps them, as ``merge`` does."""
+    return {k: env.get(k) for k in FINGERPRINT_FIELDS if timed or k != "host"}
 
 
 def data_dir(out: str | Path | None) -> Path:
@@ -203,10 +206,10 @@ def run_experiment(
     keys = [case_id(c) for c in configs]
     stored = store.done_keys()
     stored_env = store.metadata.get("environment")
-    if stored and stored_env and fingerprint(stored_env) != fingerprint(env):
+    if stored and stored_env and fingerprint(stored_env, timed=exp.timed) != fingerprint(env, timed=exp.timed):
         others = stored - set(keys)
         if others:
-            changed = {k: (stored_env.get(k), env.get(k)) for k in FINGERPRINT_FIELDS
+            changed = {k: (stored_env.get(k), env.get(k)) for k in fingerprint(env, timed=exp.timed)
                        if stored_env.get(k) != env.get(k)}
             raise SuiteError(
                 f"{paths.shown(store.csv_path)} holds {len(stored)} cases computed in another environment "
@@ -371,7 +374,8 @@ def _publish_store(store: ResultStore, directory: Path, source: Path, stamp: str
     target_meta = _read_sidecar(directory / f"{store.experiment}.json")
     target_csv = directory / f"{store.experiment}.csv"
     same = (target_meta.get("version") == store.version
-            and fingerprint(target_meta.get("environment") or {}) == fingerprint(meta.get("environment") or {}))
+            and fingerprint(target_meta.get("environment") or {}, timed=get_experiment(store.experiment).timed)
+            == fingerprint(meta.get("environment") or {}, timed=get_experiment(store.experiment).timed))
     members = grid_membership(rows, meta)
     if target_csv.exists() or target_meta:
         if same:

@@ -145,6 +145,23 @@ def test_partial_run_in_another_environment_moves_nothing_and_says_how(grid2, tm
     assert len(grid2) == 24 and sorted(p.suffix for p in paths.archive_dir(out).iterdir()) == [".csv", ".json"]
 
 
+def test_a_run_resumed_on_another_machine_keeps_its_results(grid2, tmp_path, monkeypatch):
+    """Only the versions, backend and device decide whether stored cases are reused; the host
+    does so only for timed experiments (a later session or CI shard runs on another machine)."""
+    out = tmp_path / "latest"
+    runner.run_experiment("convergence", archs=["mlp"], out=out, progress=False)
+    before = _stored(out)
+    monkeypatch.setattr(runner.platform, "node", lambda: "another-machine")
+    runner.run_experiment("convergence", out=out, progress=False)
+    assert len(grid2) == 12  # only the cnn cases were computed
+    after = _stored(out)
+    pd.testing.assert_frame_equal(after[after["arch"] == "mlp"].reset_index(drop=True), before.reset_index(drop=True))
+    assert not paths.archive_dir(out).exists()
+    env = {"jax": "0.5.3", "host": "a"}
+    assert runner.fingerprint(env) == runner.fingerprint({**env, "host": "b"})
+    assert runner.fingerprint(env, timed=True) != runner.fingerprint({**env, "host": "b"}, timed=True)
+
+
 def test_runs_never_write_into_the_published_snapshot(grid2, tmp_path, capsys):
     runner.run_experiment("convergence", out=tmp_path / "latest", progress=False)
     assert cli.main(["publish"]) == 0
