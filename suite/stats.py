@@ -50,9 +50,11 @@ __all__ = [
     "REASONS",
     "THRESHOLDS",
     "VERDICTS",
+    "ExponentFit",
     "Prediction",
     "SlopeFit",
     "Thresholds",
+    "fit_exponent",
     "fit_power_law",
     "fit_slope",
     "reason",
@@ -625,3 +627,95 @@ def fit_power_law(x: ArrayLike, y: ArrayLike) -> tuple[float, float, float]:
         )
     exponent, log_prefactor, r2 = _ols(np.log(xa), np.log(ya))
     return exponent, math.exp(log_prefactor), r2
+
+
+@dataclass(frozen=True)
+class ExponentFit:
+    """Result of :func:`fit_exponent`: the exponent b of ``value ~ x ** b`` at fixed ``within``.
+
+    Attributes:
+        exponent: Mean of the per-seed slopes (equal to the pooled fixed-effects slope when
+            every seed has the same points).
+        ci_low: Lower end of the Student-t interval over per-seed slopes (reports/THEORY.md
+            §10); NaN with fewer than ``THRESHOLDS.min_seeds`` seeds.
+        ci_high: Upper end, NaN likewise.
+        sd: Standard deviation of the per-seed slopes (NaN with one seed).
+        n_seeds: Seeds with a slope.
+        n_points: Rows fitted.
+    """
+
+    exponent: float
+    ci_low: float
+    ci_high: float
+    sd: float
+    n_seeds: int
+    n_points: int
+
+    @property
+    def ci(self) -> tuple[float, float]:
+        return self.ci_low, self.ci_high
+
+
+def _within_slope(log_x: NDArray[np.float64], log_y: NDArray[np.float64], groups: NDArray[np.int64]) -> float:
+    """OLS slope of log_y on log_x after removing each group's means (one intercept per group);
+    NaN when no group holds two distinct x."""
+    count = np.bincount(groups).astype(np.float64)
+    xc = log_x - np.bincount(groups, log_x)[groups] / count[groups]
+    yc = log_y - np.bincount(groups, log_y)[groups] / count[groups]
+    sxx = float(xc @ xc)
+    if sxx <= 1e-12 * max(float(log_x @ log_x), 1e-300):
+        return math.nan
+    return float(xc @ yc / sxx)
+
+
+def fit_exponent(
+    rows: pd.DataFrame,
+    x: str,
+    within: str = "width",
+    thresholds: Thresholds = THRESHOLDS,
+) -> ExponentFit:
+    """The exponent b of ``value = C(within) * x ** b``: the slope of log(value) on log(x) with
+    one intercept per value of ``within`` (e.g. the exponent of the number of outputs or inputs
+    at fixed width), fitted per seed, with the Student-t interval over seeds of §10 (seeds are
+    the independent units; a seed's points share initialisations).
+
+    Args:
+        rows: Columns ``x``, ``within``, ``seed`` and ``value`` (positive, finite).
+        x: The column whose exponent is fitted.
+        within: The column held fixed (one intercept per value).
+
+    Raises:
+        SuiteError: Missing columns, a non-positive or non-finite ``x`` or ``value``, or no
+            seed with two distinct ``x`` at one value of ``within``.
+    """
+    _require_columns(rows, [x, within, "seed", "value"], "fit_exponent")
+    xs = rows[x].to_numpy(dtype=np.float64)
+    ys = rows["value"].to_numpy(dtype=np.float64)
+    for name, arr in ((x, xs), ("value", ys)):
+        with np.errstate(invalid="ignore"):
+            bad = ~(np.isfinite(arr) & (arr > 0))
+        if bad.any():
+            raise SuiteError(
+                f"fit_exponent: {int(bad.sum())} of {arr.size} {name!r} values are not positive finite "
+                f"numbers (log undefined), e.g. {arr[bad][:5].tolist()}"
+            )
+    log_x, log_y = np.log(xs), np.log(ys)
+    groups = np.unique(rows[within].to_numpy(), return_inverse=True)[1].ravel()
+    seeds = rows["seed"].to_numpy()
+    slopes = []
+    for seed in np.unique(seeds):
+        idx = np.flatnonzero(seeds == seed)
+        slope = _within_slope(log_x[idx], log_y[idx], groups[idx])
+        if math.isfinite(slope):
+            slopes.append(slope)
+    if not slopes:
+        raise SuiteError(
+            f"fit_exponent: the exponent of {x!r} at fixed {within!r} needs at least two values of {x!r} "
+            f"at one {within!r} within a seed; got {sorted(set(xs.tolist()))}"
+        )
+    per_seed = np.asarray(slopes)
+    if len(per_seed) >= thresholds.min_seeds:
+        mean, low, high, sd = (float(v) for v in t_interval(per_seed, thresholds.ci_level))
+    else:
+        mean, low, high, sd = float(per_seed[0]), math.nan, math.nan, math.nan
+    return ExponentFit(mean, low, high, sd, len(per_seed), len(rows))
