@@ -1,14 +1,19 @@
 """Tasks for the pNTK suite: ``nox -l`` lists them, ``nox -s NAME`` runs one.
 
     nox -s tests                 # fast test suite (the README and CI command)
+    nox -s tests_newjax          # the tests that need no neural-tangents, on the newest jax, without it
     nox -s verify                # theorem experiments -> reports/latest/ (nox -s verify -- --grid full)
     nox -s lint                  # ruff + mypy
     nox -s bench                 # time the kernels -> reports/bench/<machine>-<stamp>.json, .md, .png
     nox -s bench_peers           # torch.func peers beside the newest bench run (installs CPU torch)
-    nox -s bench_compare         # newest run vs reports/bench/baseline-cpu.json; fails on a >25% regression
+    nox -s bench_compare         # this machine's newest run vs its baseline (baseline-cpu.json on CPU,
+                                 # baseline-<machine>.json on an accelerator; recorded if missing);
+                                 # fails on a >25% regression
     nox -s gate                  # exit 1 unless reports/latest/summary.json's headline verdicts are consistent
     nox -s figures               # re-render figures from reports/latest/data
     nox -s reproduce             # every experiment's full grid, then the report and figures (reports/latest/)
+    nox -s merge -- DIR...       # merge run folders (e.g. reproduce -- --shard I/K runs), then report
+    nox -s doctor                # versions, devices, memory budget, neural-tangents: each problem's fix
 
 Runs write to the git-ignored run folder ``reports/latest/``; the committed snapshot in
 ``reports/`` changes only through ``python -m suite publish`` (see the README).
@@ -26,7 +31,9 @@ requirement is only used by ``nt.experimental``, which ``suite/_nt.py`` stubs ou
 GPU runners: set ``SUITE_JAX_EXTRA=cuda12`` and the install step adds ``jax[cuda12]`` at the
 version ``pyproject.toml`` pins instead of relying on the cpu extra alone; also set
 ``JAX_PLATFORMS=cuda``, since ``tests/conftest.py`` defaults JAX to the CPU. ``nox -s bench``
-then names its JSON after the accelerator (``cuda12-...``).
+then names its JSON after the accelerator (``cuda12-<GPU model from nvidia-smi>-<stamp>.json``),
+and ``nox -s bench_compare`` compares it with ``reports/bench/baseline-cuda12-<GPU model>.json``
+(``SUITE_BENCH_MACHINE`` overrides the machine name in both).
 """
 
 from __future__ import annotations
@@ -35,6 +42,8 @@ import datetime as dt
 import os
 import platform
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import nox
@@ -124,11 +133,39 @@ def verify(session: nox.Session) -> None:
     session.run("python", "-m", "suite", "verify", *session.posargs)
 
 
+def _gpu_name() -> str | None:
+    """The GPU model by nvidia-smi (``2xNVIDIA A100-SXM4-80GB`` for two), or None without one."""
+    exe = shutil.which("nvidia-smi")
+    if exe is None:
+        return None
+    try:
+        out = subprocess.run([exe, "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
+                             text=True, timeout=60, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    names = [line.strip() for line in out.splitlines() if line.strip()]
+    if not names:
+        return None
+    return names[0] if len(names) == 1 else f"{len(names)}x{names[0]}"
+
+
 def _machine_name() -> str:
-    name = os.environ.get("SUITE_BENCH_MACHINE") or "-".join(
-        [os.environ.get("SUITE_JAX_EXTRA") or "cpu", platform.machine(), f"{os.cpu_count()}cpu"]
-    )
+    """Names bench runs and accelerator baselines: ``SUITE_BENCH_MACHINE``, else
+    ``<extra>-<GPU model>`` on a CUDA runner, else ``<extra>-<arch>-<cores>cpu``."""
+    name = os.environ.get("SUITE_BENCH_MACHINE")
+    if not name:
+        extra = os.environ.get("SUITE_JAX_EXTRA") or "cpu"
+        gpu = _gpu_name() if extra.startswith("cuda") else None
+        name = f"{extra}-{gpu}" if gpu else "-".join([extra, platform.machine(), f"{os.cpu_count()}cpu"])
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+
+
+def _baseline() -> Path:
+    """This machine's committed baseline: ``baseline-cpu.json`` on the CPU (comparisons are
+    calibration-normalized, so one CPU baseline serves CPU machines), ``baseline-<machine>.json``
+    on an accelerator (one per accelerator model: GPUs differ too much to share one)."""
+    extra = os.environ.get("SUITE_JAX_EXTRA") or "cpu"
+    return BASELINE if extra == "cpu" else BASELINE.with_name(f"baseline-{_machine_name()}.json")
 
 
 def _bench_run(session: nox.Session, tests: str, suffix: str = "") -> Path:
@@ -157,7 +194,7 @@ def bench_peers(session: nox.Session) -> None:
     """Time torch.func's recipe (CPU torch) beside the newest bench run; re-summarize that run with it."""
     install(session, "test", extra=(TORCH,))
     runs = sorted((p for p in BENCH_DIR.glob("*.json") if not p.stem.endswith("-peers")
-                   and p.name != "baseline-cpu.json"), key=lambda p: p.stat().st_mtime)
+                   and not p.name.startswith("baseline-")), key=lambda p: p.stat().st_mtime)
     out = _bench_run(session, PEER_TESTS, "-peers")
     if runs:
         session.run("python", "-m", "suite.bench", "summarize", str(runs[-1]), str(out), "--out", str(BENCH_DIR))
@@ -167,10 +204,44 @@ def bench_peers(session: nox.Session) -> None:
 
 @nox.session(default=False)
 def bench_compare(session: nox.Session) -> None:
-    """Compare the newest reports/bench run with baseline-cpu.json; fail on a >25% normalized slowdown."""
+    """Compare this machine's newest bench run with its baseline; fail on a >25% normalized slowdown.
+
+    The baseline is ``reports/bench/baseline-cpu.json`` on the CPU and
+    ``baseline-<machine>.json`` on an accelerator (see ``_baseline``). When there is none yet,
+    the newest run is recorded as the baseline (to be committed) and nothing is compared.
+    Arguments after ``--`` replace all of this: ``python -m suite.bench compare ARGS``.
+    """
     install(session)
-    args = session.posargs or [str(BASELINE), "--threshold", "0.25"]
-    session.run("python", "-m", "suite.bench", "compare", *args)
+    if session.posargs:
+        session.run("python", "-m", "suite.bench", "compare", *session.posargs)
+        return
+    machine, baseline = _machine_name(), _baseline()
+    runs = sorted((p for p in BENCH_DIR.glob(f"{machine}-*.json") if not p.stem.endswith("-peers")),
+                  key=lambda p: (p.stat().st_mtime, p.name))
+    if not runs:
+        session.error(f"no benchmark run of this machine ({machine}-*.json) in {BENCH_DIR}; run nox -s bench first")
+    if not baseline.exists():
+        shutil.copyfile(runs[-1], baseline)
+        session.log(f"NO BASELINE for {machine}: recorded {runs[-1]} as {baseline}; nothing was compared. "
+                    f"Commit {baseline} (git add {baseline}) so that later runs on this machine are compared with it.")
+        return
+    session.run("python", "-m", "suite.bench", "compare", str(baseline), str(runs[-1]), "--threshold", "0.25")
+
+
+@nox.session(default=False)
+def doctor(session: nox.Session) -> None:
+    """Check this session's Python: versions, devices, memory budget, neural-tangents (python -m suite doctor)."""
+    install(session)
+    session.run("python", "-m", "suite", "doctor")
+
+
+@nox.session(default=False)
+def merge(session: nox.Session) -> None:
+    """Merge run folders (-- DIR... [--out DIR]), e.g. reproduce's shards, then report them."""
+    install(session)
+    if not session.posargs:
+        session.error("pass the run folders to merge: nox -s merge -- shard-1 shard-2 [--out reports/latest]")
+    session.run("python", "-m", "suite", "merge", *session.posargs)
 
 
 @nox.session

@@ -223,6 +223,8 @@ def test_newest_other_picks_the_latest_candidate(baseline, tmp_path):
     assert bench.newest_other(baseline) == new
     os.utime(baseline, None)  # a fresher baseline is never its own candidate
     assert bench.newest_other(baseline) == new
+    write_run(tmp_path / "baseline-cuda12-NVIDIA_H100.json")  # nor another accelerator's baseline
+    assert bench.newest_other(baseline) == new
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:

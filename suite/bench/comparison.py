@@ -88,10 +88,12 @@ def compare(
 
 def newest_other(baseline: str | Path) -> Path:
     """The most recently modified ``*.json`` next to ``baseline`` other than itself (peer
-    runs, ``*-peers.json``, are not candidates: they time other libraries)."""
+    runs, ``*-peers.json``, are not candidates: they time other libraries; nor are the other
+    accelerators' baselines, ``baseline-*.json``)."""
     baseline = Path(baseline)
     others = [p for p in baseline.parent.glob("*.json")
-              if p.resolve() != baseline.resolve() and not p.stem.endswith("-peers")]
+              if p.resolve() != baseline.resolve() and not p.stem.endswith("-peers")
+              and not p.name.startswith("baseline-")]
     if not others:
         raise BenchFileError(
             f"no benchmark run next to {baseline} to compare; run `nox -s bench` first "
