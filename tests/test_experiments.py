@@ -81,16 +81,27 @@ def test_convergence_case_is_tidy_and_matches_an_independent_pntk():
 
 
 def test_grids_meet_the_verification_design():
-    """Each arch: >= 2 depths, >= 5 widths spanning >= 16x; >= 3 seeds quick, >= 5 full; O = 10."""
-    for grid, min_seeds in (("quick", 3), ("full", 5)):
+    """Each of mlp, cnn, resnet: >= 2 depths, >= 5 widths spanning >= 16x; every series >= 3
+    widths; >= 8 seeds (the headline, quick and full); O = 10. The full grid: mnist5k(14) at
+    N >= 128 for the MLP and CNN, widths to 4096 (MLP) and 512 (CNN), a WideResNet, and the
+    float64 spot check."""
+    for grid, min_seeds in (("quick", 8), ("full", 8)):
         configs = convergence.GRIDS[grid]()
         frame = pd.DataFrame([c.__dict__ for c in configs])
-        assert set(frame["arch"]) == {"mlp", "cnn", "resnet"}
+        assert {"mlp", "cnn", "resnet"} <= set(frame["arch"])
         assert (frame["n_outputs"] == 10).all()
-        for _, g in frame.groupby("arch"):
+        for arch, g in frame.groupby("arch"):
             widths = sorted(g["width"].unique())
-            assert g["depth"].nunique() >= 2 and len(widths) >= 5 and widths[-1] / widths[0] >= 16
-            assert g["seed"].nunique() >= min_seeds
+            if arch != "wrn":
+                assert g["depth"].nunique() >= 2 and len(widths) >= 5 and widths[-1] / widths[0] >= 16
+            for _, series in g.groupby(["depth", "activation", "dtype", "n_inputs"]):
+                assert series["width"].nunique() >= 3
+                assert series.groupby("width")["seed"].nunique().min() >= min_seeds
+    full = pd.DataFrame([c.__dict__ for c in convergence.GRIDS["full"]()])
+    assert set(full["dataset"]) == {"mnist5k14"} and "wrn" in set(full["arch"])
+    assert full.loc[full["arch"].isin(["mlp", "cnn"]), "n_inputs"].min() >= 128
+    assert full.loc[full["arch"] == "mlp", "width"].max() == 4096 and full.loc[full["arch"] == "cnn", "width"].max() == 512
+    assert set(full.loc[full["dtype"] == "float64", "arch"]) == {"mlp", "cnn"}
     assert set(EXPERIMENTS["convergence"].grids) == set(GRID_NAMES)
 
 

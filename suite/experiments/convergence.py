@@ -101,6 +101,39 @@ def make_grid(widths, depths, seeds: int, activations=None, **common_fields) -> 
 #: the half-widths are 0.03-0.07, leaving room for the slope's own distance from -0.5.
 QUICK_SEEDS = 8
 
+#: The full grid, sized to what 2 CPU cores can do in its share of the 3-hour budget (README,
+#: "full grid"): mnist5k downsampled to 14x14 (``mnist5k14``; a conv net's infinite-width kernel
+#: would not fit at 28x28), 8 seeds. The eNTK's cost is N^2 O^2 P for a conv net, so the
+#: conv nets' widest and deepest series trade N or width: every entry is
+#: (arch, depths, widths, N, activations).
+FULL_SEEDS = 8
+FULL_SERIES: tuple[tuple[str, tuple[int, ...], tuple[int, ...], int, tuple[str, ...]], ...] = (
+    ("mlp", (1, 2, 4), (64, 128, 256, 512, 1024, 2048, 4096), 128, ("relu",)),
+    ("mlp", (1, 2), (64, 128, 256, 512, 1024, 2048, 4096), 128, ("erf", "gelu")),
+    ("cnn", (1,), (16, 32, 64, 128, 256, 512), 128, models.ACTIVATIONS),
+    ("cnn", (2,), (16, 32, 64, 128, 256), 128, ("relu",)),
+    ("resnet", (1, 2), (16, 32, 64, 128, 256), 64, ("relu",)),
+    ("wrn", (1,), (16, 32, 64), 64, ("relu",)),
+)
+#: The float64 spot check (THEORY.md §3 "Precision"): the depth-1 headline series again in float64.
+FULL_FLOAT64 = (("mlp", 1), ("cnn", 1))
+
+
+def full_grid() -> list[Config]:
+    """The full grid: :data:`FULL_SERIES`, then the float64 spot check of :data:`FULL_FLOAT64`.
+    (Its float64 cases turn on jax's x64 mode for the whole run; the float32 cases still compute
+    in float32: a case's values with x64 on and off differ by < 1e-6 relative.)"""
+    configs = []
+    for arch, depths, widths, n_inputs, activations in FULL_SERIES:
+        configs += make_grid({arch: widths}, {arch: depths}, FULL_SEEDS, {arch: activations},
+                             dataset="mnist5k14", n_inputs=n_inputs)
+    for arch, depth in FULL_FLOAT64:
+        series = next(s for s in FULL_SERIES if s[0] == arch and depth in s[1] and "relu" in s[4])
+        configs += make_grid({arch: series[2]}, {arch: (depth,)}, FULL_SEEDS, dataset="mnist5k14",
+                             n_inputs=series[3], dtype="float64")
+    return configs
+
+
 #: The ``paper`` grid (accelerators; CIFAR-10 from a local copy, 32x32x3): wider MLPs and CNNs
 #: than a CPU can afford, every activation, 8 seeds, N = 128. The ResNet-18 and WideResNet-28
 #: widths are the depth experiment's paper grid.
@@ -109,7 +142,7 @@ PAPER_DEPTHS = {"mlp": (1, 2), "cnn": (1, 2)}
 
 GRIDS = {
     "quick": lambda: make_grid(QUICK_WIDTHS, QUICK_DEPTHS, QUICK_SEEDS, ACTIVATIONS, dataset="digits", n_inputs=32),
-    "full": lambda: make_grid(FULL_WIDTHS, FULL_DEPTHS, 5, dataset="mnist5k", n_inputs=64),
+    "full": lambda: full_grid(),
     "paper": lambda: make_grid(PAPER_WIDTHS, PAPER_DEPTHS, 8, ACTIVATIONS, dataset="cifar10", n_inputs=128),
 }
 
