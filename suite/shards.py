@@ -129,7 +129,8 @@ def _merge_one(name: str, runs: list[tuple[Path, pd.DataFrame, dict[str, Any]]],
     for folder, rows, meta in runs:
         for label, keys in grid_membership(rows, meta).items():
             members.setdefault(label, set()).update(keys)
-        for key, case in rows.groupby(CASE_KEY_COLUMN, sort=False):
+        for group_key, case in rows.groupby(CASE_KEY_COLUMN, sort=False):
+            key = str(group_key)
             if key in kept:
                 other, first = kept[key]
                 if not _same_case(first, case):
