@@ -56,21 +56,26 @@ def test_registered_outside_verify(name: str, order: int) -> None:
 
 
 def test_outputs_grid_design() -> None:
-    for grid, seeds, dataset in (("quick", 10, "digits"), ("full", 5, "mnist5k")):
+    for grid, seeds, dataset, os_ in (("quick", 10, "digits", {2, 10, 100}),
+                                      ("full", 8, "mnist5k14", {2, 5, 10, 20, 50, 100})):
         configs = outputs.EXPERIMENT.grid(grid)
         assert {c.arch for c in configs} >= {"mlp", "cnn"}
         assert {c.dataset for c in configs} == {dataset}
         for arch in {c.arch for c in configs}:
             mine = [c for c in configs if c.arch == arch]
-            assert {c.n_outputs for c in mine} == {2, 10, 100}
+            assert {c.n_outputs for c in mine} == os_
             # N and the widths are the same for every O, so O is never confounded with them.
             assert len({c.n_inputs for c in mine}) == 1
-            by_o = {o: sorted({(c.width, c.seed) for c in mine if c.n_outputs == o}) for o in (2, 10, 100)}
-            assert by_o[2] == by_o[10] == by_o[100]
+            by_o = {o: sorted({(c.width, c.seed) for c in mine if c.n_outputs == o}) for o in os_}
+            assert all(v == by_o[2] for v in by_o.values())
             widths = sorted({c.width for c in mine})
             assert len(widths) >= 4 and widths[-1] / widths[0] >= 8
             assert {c.seed for c in mine} == set(range(seeds))
             assert {c.parameterization for c in mine} == {"ntk"}
+    # The full grid's widest MLP reaches O/n <= 1/80 at O = 100, where the error is about 0.1 and
+    # its saturation factor 1 - err² about 0.99 (THEORY.md §3, "The O constant, counted exactly").
+    full = outputs.EXPERIMENT.grid("full")
+    assert max(c.width for c in full if c.arch == "mlp") >= 80 * 100
 
 
 def test_parameterization_grid_design() -> None:
@@ -242,6 +247,29 @@ def test_fit_outputs_recovers_sqrt_o_over_n() -> None:
     skew = frame.assign(value=frame["n_outputs"] ** 0.5 / frame["width"])
     fit = fig_outputs.fit_outputs(skew[skew["arch"] == "mlp"])
     assert fit.beta == pytest.approx(0.5, abs=1e-9) and fit.alpha > 0.6
+
+
+def test_fit_outputs_separates_saturation_from_the_o_constant() -> None:
+    """Rows from THEORY.md §3's exact count, err = r / sqrt(1 + r²) with r² = k² (O - 1)(O + 4)/(O n):
+    beta on err is pulled below the prediction by saturation, beta on err / sqrt(1 - err²)
+    recovers it exactly, and over the unsaturated widths beta lies in between."""
+    assert fig_outputs.beta_theory([2, 10, 100]) == pytest.approx(0.452, abs=5e-4)
+    assert fig_outputs.beta_theory([2, 5, 10, 20, 50, 100]) == pytest.approx(0.447, abs=5e-4)
+    outs, widths = (2, 5, 10, 20, 50, 100), (64, 256, 1024, 4096, 8192)
+    rows = pd.DataFrame([
+        {"arch": "mlp", "width": w, "n_outputs": o, "seed": s,
+         "value": (lambda r: r / np.sqrt(1 + r**2))(np.sqrt(0.9 * (o - 1) * (o + 4) / (o * w)))}
+        for o in outs for w in widths for s in range(3)
+    ])
+    fit = fig_outputs.fit_outputs(rows)
+    assert fit.beta_theory == pytest.approx(fig_outputs.beta_theory(list(outs)))
+    assert fit.beta_r == pytest.approx(fit.beta_theory, abs=1e-9)
+    # Largest O's error 0.094 at 8192 and 0.13 at 4096 (<= 0.2), 0.26 at 1024.
+    assert fit.unsaturated_widths == (4096, 8192)
+    assert fit.beta < fit.beta_unsaturated < fit.beta_r
+    assert fit.beta_unsaturated == pytest.approx(fit.beta_theory, abs=0.01)
+    assert "β of err/√(1−err²) = 0.45" in fig_outputs.fit_text(fit)
+    assert "n ≥ 4096 (err ≤ 0.2)" in fig_outputs.fit_text(fit)
 
 
 def test_fig_outputs() -> None:

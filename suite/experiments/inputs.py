@@ -26,11 +26,11 @@ from suite.experiments import Experiment, convergence
 
 VERSION = "1"
 
-#: Input counts N per architecture. Quick: 8x8 digits; the CNN stops at 64 because the
-#: infinite-width conv kernel (computed by every case) grows like N²(HW)².
+#: Input counts N per architecture. Quick: 8x8 digits; the CNN stops at N = 64, where a case
+#: of width 64 takes about 1 s (and its first, compiling, 3-13 s) on 2 shared cores.
 QUICK_INPUTS = {"mlp": (8, 16, 32, 64, 128), "cnn": (8, 16, 32, 64)}
-#: Full: 14x14 mnist5k (``mnist5k14``). The CNN's infinite kernel at N = 256 would need
-#: N²(HW)² = 2.5e9 floats (10 GB in float32), so the CNN stops at N = 128 (2.5 GB).
+#: Full: 14x14 mnist5k (``mnist5k14``). The CNN stops at N = 128: a case of width 256 takes about
+#: 40-50 s there (10 GB peak) and its eNTK grows like N², so N = 256 would cost about 4x that.
 FULL_INPUTS = {"mlp": (16, 32, 64, 128, 256), "cnn": (16, 32, 64, 128)}
 
 #: Widths per architecture (>= 3, so each N also gets a width slope).
@@ -42,10 +42,14 @@ DEPTH = 2
 N_OUTPUTS = 10
 
 #: Seeds. Within one seed the error hardly moves with N (the same network on every batch), so
-#: the per-seed N exponents scatter little; the seeds are for the width slope per N, whose
-#: per-seed sd is 0.03-0.08 in the convergence experiment (8 seeds there).
+#: the per-seed N exponents scatter little (sd 0.005-0.01 for T2 on the quick grid); the seeds are
+#: for the width slope per N, whose per-seed sd is 0.03-0.08 in the convergence experiment (8
+#: seeds there). The quick grid's cost is mostly compiling (one program per N and width), so 8
+#: seeds cost little; the full grid takes 5 (measured on 2 cores shared at load 7-15, cases then
+#: compiles: MLP 23 s per seed + 48 s, CNN 103 s per seed + 248 s, so about 15 min in all;
+#: the slowest case is the CNN at width 256, N = 128: 47 s).
 QUICK_SEEDS = 8
-FULL_SEEDS = 8
+FULL_SEEDS = 5
 
 
 def _grid(widths, n_inputs, seeds: int, dataset: str) -> list[convergence.Config]:

@@ -8,7 +8,11 @@ The O-dependence is fitted here, from the saved rows (:func:`fit_outputs`): the 
 alpha of err = C (O/n)^alpha (:func:`suite.stats.fit_power_law`), and the O exponent beta at
 fixed width (log err on log O with one intercept per width), both with a Student-t 95%
 interval. Theory: alpha = beta = 1/2 while the error is small; where it approaches 1 (large O,
-small n) it saturates and both fits flatten.
+small n) it saturates and both fits flatten. Counted exactly (THEORY.md §3, "The O constant,
+counted exactly"), err = r / sqrt(1 + r²) with r ~ sqrt((O - 1)(O + 4) / (O n)): so beta is also
+fitted over the widths where the largest O's error is at most :data:`UNSATURATED_ERROR`, and on
+r = err / sqrt(1 - err²) over all widths, against the predicted :func:`beta_theory` (0.45, not
+1/2, for O from 2 to 100).
 """
 
 from __future__ import annotations
@@ -27,13 +31,16 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 from suite.errors import SuiteError
 from suite.figures import _common as c
 from suite.figures import style
-from suite.stats import THRESHOLDS, fit_power_law, t_interval
+from suite.stats import THRESHOLDS, fit_exponent, fit_power_law, t_interval
 
 NAME = "fig_outputs"
 EXPERIMENT = "outputs"
 TITLE = "Dependence on the number of outputs O: relative Frobenius error of the pNTK ~ √(O/n)"
 YLABEL = "‖eNTK − pNTK⊗I‖$_F$ / ‖eNTK‖$_F$"
 
+#: Widths where the seed-mean error of the largest O is at most this are "unsaturated": there a
+#: local exponent of err is that of r = err / sqrt(1 - err²) times 1 - err² >= 0.96 (THEORY.md §3).
+UNSATURATED_ERROR = 0.2
 
 
 @dataclass(frozen=True)
@@ -48,6 +55,13 @@ class OutputsFit:
         beta: exponent of O at fixed width (log err on log O with width fixed effects).
         beta_ci: its interval.
         n_points: points fitted.
+        beta_unsaturated: beta over the widths where the seed-mean error of the largest O is at
+            most :data:`UNSATURATED_ERROR` (NaN where there is none).
+        beta_unsaturated_ci: its interval.
+        unsaturated_widths: those widths.
+        beta_r: beta of r = err / sqrt(1 - err²) (saturation removed), all widths.
+        beta_r_ci: its interval.
+        beta_theory: the predicted beta for the O values fitted (:func:`beta_theory`).
     """
 
     alpha: float
@@ -57,6 +71,12 @@ class OutputsFit:
     beta: float
     beta_ci: tuple[float, float]
     n_points: int
+    beta_unsaturated: float = math.nan
+    beta_unsaturated_ci: tuple[float, float] = (math.nan, math.nan)
+    unsaturated_widths: tuple[int, ...] = ()
+    beta_r: float = math.nan
+    beta_r_ci: tuple[float, float] = (math.nan, math.nan)
+    beta_theory: float = math.nan
 
 
 def _within_width_slope(log_o: np.ndarray, log_err: np.ndarray, width_codes: np.ndarray) -> float:
@@ -103,7 +123,32 @@ def fit_outputs(rows: pd.DataFrame) -> OutputsFit:
         _, low, high, _ = t_interval(np.asarray(per_seed), THRESHOLDS.ci_level)
         return float(low), float(high)
 
-    return OutputsFit(alpha, interval(alphas), prefactor, r2, beta, interval(betas), len(rows))
+    # Saturation (THEORY.md §3, "The O constant, counted exactly"): only the widths where the
+    # largest O's error is small, and the linearised r = err / sqrt(1 - err²) at every width.
+    largest = rows[rows["n_outputs"] == rows["n_outputs"].max()]
+    at_width = largest.groupby("width")["value"].apply(lambda v: float(np.exp(np.log(v).mean())))
+    small = tuple(int(w) for w, e in at_width.items() if e <= UNSATURATED_ERROR)
+    unsaturated, unsaturated_ci = math.nan, (math.nan, math.nan)
+    if small:
+        fit = fit_exponent(rows[rows["width"].isin(small)], "n_outputs")
+        unsaturated, unsaturated_ci = fit.exponent, fit.ci
+    ratio = rows.assign(value=err / np.sqrt(np.clip(1.0 - err**2, 1e-12, None)))
+    linear = fit_exponent(ratio, "n_outputs")
+    return OutputsFit(alpha, interval(alphas), prefactor, r2, beta, interval(betas), len(rows),
+                      unsaturated, unsaturated_ci, small, linear.exponent, linear.ci,
+                      beta_theory(sorted(set(o.tolist()))))
+
+
+def beta_theory(outputs: list[float]) -> float:
+    """The O exponent at fixed width predicted where the error is small: the least-squares slope
+    of ½ log((O - 1)(O + 4)/O) on log O over ``outputs`` (THEORY.md §3, "The O constant, counted
+    exactly"): 0.452 for O in {2, 10, 100}; NaN with fewer than two values of O >= 2."""
+    o = np.asarray([v for v in outputs if v >= 2], dtype=np.float64)
+    if len(o) < 2:
+        return math.nan
+    x, y = np.log(o), 0.5 * np.log((o - 1) * (o + 4) / o)
+    xc = x - x.mean()
+    return float(xc @ (y - y.mean()) / (xc @ xc))
 
 
 def _num(x: float) -> str:
@@ -119,10 +164,17 @@ def _with_ci(value: float, ci: tuple[float, float]) -> str:
 
 def fit_text(fit: OutputsFit) -> str:
     """Legend text of one architecture's fit, e.g. ``α = 0.45 [0.43, 0.47] (R² 0.97); β = 0.41 [...]``."""
-    return (
+    text = (
         f"(O/n)$^α$: α = {_with_ci(fit.alpha, fit.alpha_ci)}, R² {fit.r2:.2f}\n"
         f"O at fixed n: β = {_with_ci(fit.beta, fit.beta_ci)}"
     )
+    if fit.unsaturated_widths:
+        text += (f"\n  n ≥ {min(fit.unsaturated_widths)} (err ≤ {UNSATURATED_ERROR:g}): "
+                 f"β = {_with_ci(fit.beta_unsaturated, fit.beta_unsaturated_ci)}")
+    if math.isfinite(fit.beta_r):
+        text += (f"\n  β of err/√(1−err²) = {_with_ci(fit.beta_r, fit.beta_r_ci)}"
+                 f"\n  theory (THEORY.md §3): β = {_num(fit.beta_theory)}")
+    return text
 
 
 def _setting(rows: pd.DataFrame) -> dict:
@@ -184,7 +236,7 @@ def render(data: pd.DataFrame, summary: pd.DataFrame | None = None) -> Figure:
             fits[arch] = None
 
     with style.theme():
-        fig, sfigs, axes = c.panel_grid(1, len(archs) + 1, max(len(outputs), 2 * len(archs)) + 2)
+        fig, sfigs, axes = c.panel_grid(1, len(archs) + 1, max(len(outputs), 6 * len(archs)) + 2)
         flat = [a for row in axes for a in row]
         for j, arch in enumerate(archs):
             ax, sfig = axes[0][j], sfigs[0][j]
@@ -259,20 +311,49 @@ def render(data: pd.DataFrame, summary: pd.DataFrame | None = None) -> Figure:
         return c.finish_figure(fig, TITLE, setting, flat)
 
 
+def findings(data: pd.DataFrame) -> str:
+    """The fitted O exponents in one paragraph, for the report under the figure."""
+    df = c.prepare(data, NAME)
+    rows = c.positive(df[(df["metric"] == "rel_frobenius") & (df["kernel"] == "pntk")])
+    parts = []
+    for arch in style.ordered(rows["arch"].unique(), style.ARCH_ORDER):
+        mine = rows[rows["arch"] == arch]
+        try:
+            fit = fit_outputs(mine.assign(n_outputs=pd.to_numeric(mine["n_outputs"])))
+        except SuiteError:
+            continue
+        text = (f"{style.arch_label(arch)}: α = {_with_ci(fit.alpha, fit.alpha_ci)}; β = {_with_ci(fit.beta, fit.beta_ci)} "
+                f"over widths {int(mine['width'].min())}–{int(mine['width'].max())}")
+        if fit.unsaturated_widths:
+            text += (f", {_with_ci(fit.beta_unsaturated, fit.beta_unsaturated_ci)} over n ≥ "
+                     f"{min(fit.unsaturated_widths)} (largest O's error ≤ {UNSATURATED_ERROR:g})")
+        text += (f", {_with_ci(fit.beta_r, fit.beta_r_ci)} on err/√(1−err²) (theory for these O: "
+                 f"{_num(fit.beta_theory)}).")
+        parts.append(text)
+    if not parts:
+        return ""
+    return ("**Fitted O exponents** (α: pooled err ∝ (O/n)^α; β: O at fixed width, one intercept per width; "
+            "per-seed fits, Student-t 95% intervals over seeds). " + " ".join(parts))
+
+
 FIGURE = c.FigureSpec(
     order=20,
     name=NAME,
     experiment=EXPERIMENT,
     title=TITLE,
     caption=(
-        "Relative Frobenius error of the pNTK against the eNTK at initialisation for O = 2, 10 "
-        "and 100 outputs. Left: against width per architecture (geometric mean over seeds, "
+        "Relative Frobenius error of the pNTK against the eNTK at initialisation for O from 2 to 100 "
+        "outputs. Left: against width per architecture (geometric mean over seeds, "
         "min–max band, dashed grey ∝ n^-1/2, fitted width slope per O with its 95% CI). Right: "
         "every seed mean against O/n, with the power law fitted per architecture over all points "
         "(exponent α) and the O exponent at fixed width (β, one intercept per width); theory "
         "(√(O/n)) predicts α = β = 1/2 while the error is small. Where it is not (O = 100 at the "
         "smallest widths: O/n near or above 1, error above 0.5) the error saturates below 1, "
-        "which flattens the O = 100 width slope and both exponents. Intervals: Student-t over per-seed fits."
+        "which flattens the O = 100 width slope and both exponents. Counted exactly (THEORY.md §3), "
+        "err = r/√(1 + r²) with r ∝ √((O − 1)(O + 4)/(O n)): β is also given over the widths where the "
+        f"largest O's error is at most {UNSATURATED_ERROR:g}, and fitted on r = err/√(1 − err²) against "
+        "its predicted value (0.45 for O from 2 to 100, not 1/2). Intervals: Student-t over per-seed fits."
     ),
     render=render,
+    findings=findings,
 )
