@@ -59,7 +59,8 @@ pytest_runtest_call = pytest.hookimpl(wrapper=True)(_skip_when_nt_is_missing)
 RTOL = {np.dtype("float32"): 2e-4, np.dtype("float64"): 1e-9}
 
 #: Small versions of every registered architecture (widths keep each case under a second).
-SMALL = {"mlp": {"width": 32, "depth": 2}, "cnn": {"width": 8, "depth": 2}, "resnet": {"width": 8, "depth": 1}}
+SMALL = {"mlp": {"width": 32, "depth": 2}, "cnn": {"width": 8, "depth": 2}, "resnet": {"width": 8, "depth": 1},
+         "wrn": {"width": 4, "depth": 1}}
 
 
 def rel_err(a, b) -> float:

@@ -143,7 +143,7 @@ def test_as_matrix_layout():
 # --------------------------------------------------------------------------- convergence to infinite width
 
 
-WIDTHS = {"mlp": (64, 256, 1024), "cnn": (16, 64, 256), "resnet": (16, 64, 256)}
+WIDTHS = {"mlp": (64, 256, 1024), "cnn": (16, 64, 256), "resnet": (16, 64, 256), "wrn": (8, 32, 128)}
 
 
 def test_entk_approaches_infinite_width_ntk(arch):
