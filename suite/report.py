@@ -18,15 +18,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from suite import paths, stats
+from suite import paths, results, stats
 from suite.errors import SuiteError
-from suite.experiments import EXPERIMENTS, Experiment, fill_config_defaults
+from suite.experiments import EXPERIMENTS, Experiment
 from suite.store import (
-    CASE_KEY_COLUMN,
-    ResultStore,
     atomic_write_json,
     atomic_write_text,
-    grid_membership,
 )
 
 #: Verdict of series for which the theory predicts nothing (see :func:`suite.stats.verdict`).
@@ -50,36 +47,9 @@ _FIT_COLUMNS = {*stats.SUMMARY_COLUMNS, "value_at_max_width", "headline"}
 _SHOWN = {"experiment", "arch", "depth", "kernel", "metric"}
 
 
-def load_results(out: Path, grid: str | None = None) -> dict[str, tuple[pd.DataFrame, dict[str, Any]]]:
-    """Rows and metadata of every experiment with results in ``out/data``, for one grid
-    (default: the grid each experiment last ran).
-
-    A grid's rows are every stored case that belongs to it (:func:`suite.store.grid_membership`),
-    also those another grid computed first; their ``grid`` column is set to the chosen grid.
-    """
-    found = {}
-    for name, exp in EXPERIMENTS.items():
-        store = ResultStore(paths.data_dir(out), name, version=exp.version)
-        frame = store.load()
-        if frame.empty:
-            continue
-        meta = store.metadata
-        chosen = grid or meta.get("grid") or frame["grid"].iloc[-1]
-        keys = grid_membership(frame, meta).get(chosen)
-        if not keys:
-            continue
-        rows = fill_config_defaults(frame[frame[CASE_KEY_COLUMN].isin(keys)], exp.config_type).assign(grid=chosen)
-        found[name] = (rows.reset_index(drop=True), {**meta, "grid": chosen})
-    return found
-
-
-def stored_grids(out: Path) -> list[str]:
-    """Grid labels with results in ``out/data`` (for messages)."""
-    labels: set[str] = set()
-    for name, exp in EXPERIMENTS.items():
-        store = ResultStore(paths.data_dir(out), name, version=exp.version)
-        labels |= set(grid_membership(store.load(), store.metadata))
-    return sorted(labels)
+#: Reading stored rows lives in :mod:`suite.results` (shared with the figures); kept here by name.
+load_results = results.load
+stored_grids = results.stored_grids
 
 
 def summarize(exp: Experiment, rows: pd.DataFrame) -> pd.DataFrame:

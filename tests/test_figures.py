@@ -248,16 +248,27 @@ def test_save_changes_with_data(tmp_path: Path, data: pd.DataFrame) -> None:
     assert base != other
 
 
+def _save_store(directory: Path, frame: pd.DataFrame, experiment: str = "convergence", grid: str = "quick") -> None:
+    """Write ``frame`` as a result store (CSV and sidecar) of one grid, as a run would."""
+    import json
+
+    from suite.experiments import EXPERIMENTS
+
+    directory.mkdir(parents=True, exist_ok=True)
+    frame.assign(grid=grid).to_csv(directory / f"{experiment}.csv", index=False)
+    meta = {"experiment": experiment, "version": EXPERIMENTS[experiment].version, "grid": grid}
+    (directory / f"{experiment}.json").write_text(json.dumps(meta))
+
+
 def test_render_all(tmp_path: Path, data: pd.DataFrame) -> None:
     data_dir, out_dir = tmp_path / "data", tmp_path / "figures"
     # No CSV yet: everything is skipped, nothing written.
     result = render_all(data_dir, out_dir)
     assert set(result) == set(FIGURES) and not any(result.values())
     assert figures.skipped(result) == list(FIGURES)
-    data_dir.mkdir()
     # Without Θ∞ rows, fig_infinite is skipped, without activation variants fig_activations,
     # and the others are drawn.
-    data[data["metric"] != "rel_frobenius_inf"].to_csv(data_dir / "convergence.csv", index=False)
+    _save_store(data_dir, data[data["metric"] != "rel_frobenius_inf"])
     result = render_all(data_dir, out_dir)
     others = [name for name in FIGURES if name not in CONVERGENCE_FIGURES]  # no data for them
     assert figures.skipped(result) == sorted(["fig_infinite", "fig_activations", *others], key=list(FIGURES).index)
@@ -267,7 +278,7 @@ def test_render_all(tmp_path: Path, data: pd.DataFrame) -> None:
 
 
 def test_render_all_only_and_summary_file(tmp_path: Path, data: pd.DataFrame) -> None:
-    data.to_csv(tmp_path / "convergence.csv", index=False)
+    _save_store(tmp_path, data)
     result = render_all(tmp_path, tmp_path / "out", only=["fig_entries"])
     assert list(result) == ["fig_entries"] and len(result["fig_entries"]) == 2
     with pytest.raises(SuiteError, match="unknown figure"):
@@ -279,9 +290,30 @@ def test_render_all_only_and_summary_file(tmp_path: Path, data: pd.DataFrame) ->
 
 
 def test_render_all_rejects_missing_column(tmp_path: Path, data: pd.DataFrame) -> None:
-    tmp_path.joinpath("convergence.csv").write_text(data.drop(columns="value").to_csv(index=False))
+    _save_store(tmp_path, data.drop(columns="value"))
     with pytest.raises(SuiteError, match="value"):
         render_all(tmp_path, tmp_path / "out")
+    # a CSV without its sidecar is not a result store: its version is unknown
+    (tmp_path / "convergence.json").unlink()
+    with pytest.raises(SuiteError, match="no metadata sidecar"):
+        render_all(tmp_path, tmp_path / "out")
+
+
+def test_render_all_draws_one_grid_of_the_store(tmp_path: Path, data: pd.DataFrame, monkeypatch) -> None:
+    """Through the store, as the report reads it: only the chosen grid's cases."""
+    from dataclasses import replace
+
+    quick = data[data["arch"] == "mlp"].assign(grid="quick")
+    full = data[data["arch"] == "cnn"].assign(grid="full")
+    _save_store(tmp_path, pd.concat([quick, full]), grid="quick")
+    (tmp_path / "convergence.csv").write_text(pd.concat([quick, full]).to_csv(index=False))
+    seen: list[pd.DataFrame] = []
+    spec = FIGURES["fig_convergence"]
+    monkeypatch.setitem(FIGURES, "fig_convergence",
+                        replace(spec, render=lambda frame, summary: seen.append(frame) or spec.render(frame, summary)))
+    for grid, arch in (("full", "cnn"), ("quick", "mlp"), (None, "mlp")):  # default: the last-run grid
+        drawn = render_all(tmp_path, tmp_path / "out", only=["fig_convergence"], grid=grid)
+        assert drawn["fig_convergence"] and set(seen[-1]["arch"]) == {arch}
 
 
 def test_render_errors(data: pd.DataFrame) -> None:

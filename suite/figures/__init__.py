@@ -3,7 +3,8 @@
 Figures never compute kernels: they read the tidy frames the experiments save
 in ``reports/data/<experiment>.csv`` (and optionally the summary rows of
 ``reports/summary.json``) and only draw. Importing this package imports
-matplotlib, seaborn, numpy and pandas, never jax.
+matplotlib, seaborn, numpy and pandas, never jax (:func:`render_all`, which reads result stores
+through :mod:`suite.results`, imports the experiment registry when called).
 
 Data contract (one row per case, kernel and metric): ``experiment``,
 ``case_key``, ``arch``, ``depth``, ``width``, ``seed``, ``n_outputs``,
@@ -108,42 +109,46 @@ def render_all(
     out_dir: str | os.PathLike[str],
     summary: pd.DataFrame | None = None,
     only: Iterable[str] | None = None,
+    grid: str | None = None,
 ) -> dict[str, list[Path]]:
-    """Render and save every figure whose experiment CSV exists in ``data_dir``.
+    """Render and save every figure whose experiment has results in ``data_dir``.
+
+    The rows are read through the result store (:func:`suite.results.load`), as
+    :func:`suite.report.build` reads them: one grid's cases (default: the grid each experiment
+    last ran), config columns of older rows filled with their defaults.
 
     Args:
-        data_dir: Folder of ``<experiment>.csv`` files.
+        data_dir: Folder of result stores (``<experiment>.csv`` with its ``.json`` sidecar).
         out_dir: Folder for ``<name>.png`` and ``<name>.svg`` (created if needed).
         summary: Optional summary rows, passed to every figure.
         only: Names of the figures to render (default: all registered).
+        grid: The grid to draw (``quick``, ``full``, ``custom-<stem>``, ...).
 
     Returns:
         Figure name to the files written, for every registered figure; an empty
-        list means the figure was skipped, because its CSV does not exist or has
-        no rows for it (the reason is logged at INFO level on ``suite.figures``).
+        list means the figure was skipped, because its experiment has no results or none
+        for it (the reason is logged at INFO level on ``suite.figures``).
 
     Raises:
-        SuiteError: If a CSV lacks a required column or mixes settings, or
+        SuiteError: If a store cannot be read, lacks a required column or mixes settings, or
             ``only`` names an unknown figure.
     """
-    data_dir = Path(data_dir)
+    from suite import results  # imports the experiments (and jax): only when rendering
+
     names = list(FIGURES) if only is None else list(only)
     for name in names:
         if name not in FIGURES:
             raise unknown_name("figure", name, FIGURES)
-    frames: dict[str, pd.DataFrame] = {}
+    frames = {exp: rows for exp, (rows, _) in results.load(data_dir=data_dir, grid=grid).items()}
+    for exp, frame in frames.items():
+        check_columns(frame, f"{Path(data_dir) / exp}.csv")
     written: dict[str, list[Path]] = {}
     for name in names:
         spec = FIGURES[name]
-        csv = data_dir / f"{spec.experiment}.csv"
         if spec.experiment not in frames:
-            if not csv.exists():
-                log.info("skipping %s: %s does not exist", name, csv)
-                written[name] = []
-                continue
-            frame = pd.read_csv(csv)
-            check_columns(frame, str(csv))
-            frames[spec.experiment] = frame
+            log.info("skipping %s: no results of %s in %s", name, spec.experiment, data_dir)
+            written[name] = []
+            continue
         try:
             fig = spec.render(frames[spec.experiment], summary)
         except MissingDataError as exc:
