@@ -40,7 +40,7 @@ def test_grid_designs() -> None:
     assert {(c.dataset, c.n_inputs, c.n_outputs) for c in quick} == {("digits", 32, 10)}
     assert {c.arch for c in quick} == set(ARCHS) and len({c.seed for c in quick}) == 5
     full = spectrum.EXPERIMENT.grid("full")
-    assert {(c.dataset, c.n_inputs) for c in full} == {("mnist5k", 64)} and len({c.seed for c in full}) == 5
+    assert {(c.dataset, c.n_inputs) for c in full} == {("mnist5k14", 64)} and len({c.seed for c in full}) == 5
     for arch in ARCHS:
         widths = sorted({c.width for c in quick if c.arch == arch})
         assert len(widths) >= 4 and widths[-1] / widths[0] >= 8
