@@ -151,6 +151,21 @@ def test_grids_meet_the_verification_design():
     assert np.bincount(train.y, minlength=10).min() >= 3 and len(test) == 16
 
 
+@pytest.mark.parametrize("arch", ["mlp", "cnn"])
+def test_the_widest_quick_width_reaches_t4s_first_order_regime(arch):
+    """The quick grid's widest case (seed 0) is in T4's first-order regime at the largest ridges,
+    perturbation_ratio = ||Theta - pNTK x I||_2 / (lambda_min + lam) < 1 (THEORY.md §8), and
+    ridgeless it is not: lambda_min of the train eNTK is far below the kernel's error there."""
+    widest = max((c for c in regression.GRIDS["quick"]() if c.arch == arch and c.seed == 0), key=lambda c: c.width)
+    rows = regression.run(widest)
+    ratio = rows.query("kernel == 'pntk' and metric == 'perturbation_ratio'").set_index("ridge")["value"]
+    assert ratio[100.0] < ratio[10.0] < 1 < 10 < ratio[0.0], ratio.to_dict()
+    # the same ||Theta - pNTK x I||_2 over lambda_min + lam: 10x the ridge, at most 10x smaller
+    assert ratio[100.0] >= ratio[10.0] / 10
+    diff = rows.query("kernel == 'pntk' and metric == 'pred_rel_diff'").set_index("ridge")["value"]
+    assert diff[10.0] < diff[0.0]
+
+
 # --------------------------------------------------------------------------- the figure
 
 
@@ -175,6 +190,9 @@ def synthetic_frame(seed: int = 0) -> pd.DataFrame:
                         {**base, "kernel": "pntk", "metric": "test_acc", "value": 0.8 - diff / 4},
                         {**base, "kernel": "trace_ntk", "metric": "test_acc", "value": 0.8 - diff / 5},
                         {**base, "kernel": "pntk", "metric": "acc_gap", "value": 0.0},
+                        # below 1 from width 64 at ridge 1 only: 7 n^-1/2 / (0.01 + ridge)
+                        {**base, "kernel": "pntk", "metric": "perturbation_ratio",
+                         "value": 7.0 * width**-0.5 / (0.01 + ridge) * noise},
                     ]
     return pd.DataFrame(rows)
 
@@ -187,23 +205,33 @@ def _legend_texts(fig: Figure) -> list[str]:
 def test_figure_renders_from_a_synthetic_frame():
     spec = FIGURES["fig_regression"]
     assert spec.experiment == "regression" and spec.title and spec.caption
+    assert "approaches" not in spec.title  # the data decide whether it does (THEORY.md §8)
     fig = render("fig_regression", synthetic_frame())
     axes = fig.get_axes()
-    assert len(axes) == 6  # 2 rows x 3 archs
-    top = [ax for ax in axes if ax.get_yscale() == "log"]
-    bottom = [ax for ax in axes if ax.get_yscale() == "linear"]
-    assert len(top) == 3 and len(bottom) == 3
+    assert len(axes) == 9  # 3 rows (difference, perturbation ratio, accuracy) x 3 archs
+    top, middle, bottom = axes[0:3], axes[3:6], axes[6:9]
+    assert [ax.get_yscale() for ax in axes] == ["log"] * 6 + ["linear"] * 3
     for ax in axes:
         assert ax.get_xscale() == "log"
         assert [int(t) for t in ax.get_xticks()] == [16, 32, 64, 128, 256]
     for ax in top:
         data_lines = [ln for ln in ax.get_lines() if ln.get_marker() not in (None, "None", "")]
-        assert len(data_lines) == 3 and any(ln.get_linestyle() == "--" for ln in ax.get_lines())
+        series = [ln for ln in data_lines if ln.get_linestyle() != "None"]
+        assert len(series) == 3 and any(ln.get_linestyle() == "--" for ln in ax.get_lines())
+        assert all(ln.get_markerfacecolor() == "white" for ln in series)  # hollow: outside the regime
+        # filled overlay: ridge 1 at widths with ratio 7 n^-1/2 / 1.01 < 1, i.e. from 64 on
+        (filled,) = [ln for ln in data_lines if ln.get_linestyle() == "None"]
+        assert list(filled.get_xdata()) == [64, 128, 256]
+    for ax in middle:
+        assert len([ln for ln in ax.get_lines() if ln.get_marker() not in (None, "None", "")]) == 3
+        assert any(list(ln.get_ydata()) == [1.0, 1.0] for ln in ax.get_lines())  # the line at 1
     for ax in bottom:
         assert ax.get_ylim() == pytest.approx((0.0, 1.02))
-        assert len([ln for ln in ax.get_lines() if ln.get_marker() not in (None, "None", "")]) == 3
+        # eNTK, pNTK, mean trace at the smallest ridge; eNTK and pNTK at the largest
+        assert len([ln for ln in ax.get_lines() if ln.get_marker() not in (None, "None", "")]) == 5
     texts = _legend_texts(fig)
-    for label in ("ridgeless", "λ = 0.1·mean diag", "λ = 1·mean diag", "n$^{-1/2}$", "eNTK", "pNTK", "mean trace"):
+    for label in ("ridgeless", "λ = 0.1·mean diag", "λ = 1·mean diag", "n$^{-1/2}$", "eNTK", "pNTK", "mean trace",
+                  "filled: perturbation ratio < 1", "pNTK, λ = 1·mean diag", "1: below it T4's bound is first order"):
         assert any(label in t for t in texts), (label, texts)
     # Three seeds and five widths of a clean n^-1/2 series: fitted slopes near -0.5 in the legend.
     assert sum("slope −0.5" in t or "slope −0.4" in t for t in texts) == 9
@@ -215,3 +243,15 @@ def test_figure_rejects_a_mix_of_training_sizes():
     frame.loc[frame["arch"] == "mlp", "n_train"] = 64
     with pytest.raises(SuiteError, match="n_train"):
         render("fig_regression", frame)
+
+
+def test_findings_name_the_ridge_that_reaches_the_first_order_regime():
+    from suite.figures import regression as fig_regression
+
+    assert FIGURES["fig_regression"].findings is fig_regression.findings
+    text = fig_regression.findings(synthetic_frame())
+    # ratio 7 n^-1/2 / (0.01 + ridge): 0.43 at n = 256 for ridge 1, 4.3 for ridge 0.1
+    assert text.count("from λ = 1·mean diag the ratio is below 1 at n = 256 (0.4") == 3
+    assert text.count("ridgeless: ratio 4") == 3 and text.count("(T4: −0.5)") == 3
+    frame = synthetic_frame()
+    assert "no ridge run reaches" in fig_regression.findings(frame[frame["ridge"] < 1])
