@@ -278,6 +278,9 @@ def _markdown(results, summary: pd.DataFrame, shown, out: Path) -> str:
     parts += ["", "## Figures", ""]
     for spec, png in shown:
         parts += [f"### {spec.title}", "", f"![{spec.title}]({png.relative_to(out).as_posix()})", "", spec.caption, ""]
+        found = spec.findings(results[spec.experiment][0]) if spec.findings else ""
+        if found:
+            parts += [found, ""]
     parts += [
         "## All fitted series",
         "",

@@ -221,6 +221,18 @@ def test_metadata_records_versions_backend_and_dtype(tiny, tmp_path):
 # --------------------------------------------------------------------------- report and CLI
 
 
+def test_report_prints_a_figures_findings_under_its_caption(tiny, tmp_path, monkeypatch):
+    from dataclasses import replace as swap
+
+    from suite.figures import FIGURES
+
+    spec = FIGURES["fig_convergence"]
+    monkeypatch.setitem(FIGURES, spec.name, swap(spec, findings=lambda rows: f"FOUND {rows['case_key'].nunique()} cases"))
+    n = runner.run_experiment("convergence", out=tmp_path, progress=False)["case_key"].nunique()
+    text = report.build(tmp_path)["report"].read_text()
+    assert f"{spec.caption}\n\nFOUND {n} cases" in text
+
+
 def test_report_writes_summary_figures_and_markdown(tiny, tmp_path):
     runner.run_experiment("convergence", out=tmp_path, progress=False)
     written = report.build(tmp_path)
