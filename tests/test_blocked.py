@@ -199,45 +199,6 @@ def test_two_devices_equal_one_device(tmp_path):
                 assert rel_err(got, want) < 1e-6, (arch, b, name)
 
 
-# --------------------------------------------------------------------------- scale experiment
-
-
-def test_scale_case_is_tidy_and_matches_an_independent_regression():
-    from suite.experiments import TIDY_COLUMNS, common, scale
-
-    config = scale.Config("mlp", 1, 8, 0, n_train=40, n_test=20, dataset="digits", dtype="float64")
-    rows = scale.run(config)
-    assert set(TIDY_COLUMNS) <= set(rows.columns) and (rows["kernel"] == "pntk").all()
-    assert list(rows["metric"]) == list(scale.METRICS)
-    values = dict(zip(rows["metric"], rows["value"], strict=True))
-    assert np.isfinite(rows["value"]).all()
-
-    # independent: the one-shot pNTK and a plain dense ridge solve
-    train, test = scale.split(config)
-    x = np.concatenate([train.x, test.x])
-    model, params = common.network(config.model_config(), 0, x.shape[1:], "float64")
-    k = np.asarray(kernels.pntk(model.apply, params, x, implementation="jax"))
-    k_train = k[:40, :40]
-    lam = 1e-3 * np.mean(np.diag(k_train))
-    pred = k[40:, :40] @ np.linalg.solve(k_train + lam * np.eye(40), train.targets)
-    assert values["test_acc"] == pytest.approx(np.mean(pred.argmax(1) == test.y))
-    np.testing.assert_allclose(scale.ridge_predict(k, 40, train.targets, 1e-3), pred, rtol=1e-7, atol=1e-10)
-    assert values["pntk_gb"] == pytest.approx(60 * 60 * 8 / 1e9)
-    assert values["entk_gb"] == pytest.approx((60 * 10) ** 2 * 4 / 1e9) and values["entk_refused"] == 0.0
-    assert 0 < values["peak_rss_gb"] < 64
-
-
-def test_scale_entk_is_refused_under_4gb_and_grids_are_valid():
-    from suite.experiments import EXPERIMENTS, scale
-
-    assert scale.entk_refused(5000, 10, 10_000) == (pytest.approx(10.0), 1.0)
-    exp = EXPERIMENTS["scale"]
-    assert not exp.verify and set(exp.report_only_metrics) == set(scale.METRICS)
-    quick, full = exp.grid("quick"), exp.grid("full")
-    assert {(c.arch, c.seed) for c in quick} == {("cnn", 0), ("mlp", 0)}
-    assert len(full) == 6 and all(c.n_train + c.n_test == 5000 for c in full)
-
-
 # --------------------------------------------------------------------------- blocked eNTK
 # Reference: the unblocked kernels.entk, J(x1) J(x2)^T (THEORY.md §1, paper eq. 1), in one call.
 

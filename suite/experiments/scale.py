@@ -1,22 +1,29 @@
-"""Scale: pNTK kernel regression on all 5000 mnist5k images with the blocked pNTK.
+"""Scale: pNTK kernel regression on all 5000 mnist5k images with the blocked pNTK, with the
+kernel of a network at initialisation or of a trained one.
 
 A demonstration of the cost claim (THEORY.md §1 "Cost": the pNTK is O^2 smaller than the
 eNTK) and of the regression form of T4 (THEORY.md §1 "Kernel regression": with
-Theta_hat x I_O the solve decouples over outputs, so one N x N ridge solve serves all O).
-No rate is claimed, so every metric is report-only.
+Theta_hat x I_O the solve decouples over outputs, so one N x N ridge solve serves all O), and
+the paper's full-dataset use of the pNTK of a *trained* network (THEORY.md §9): does kernel
+regression with the trained network's pNTK reach the network's own test accuracy? No rate is
+claimed, so every metric is report-only.
 
-Per case (one network at init): the 5000 x 5000 pNTK of all images by
+Per case (one network, at init or after ``epochs`` of SGD on the 4000 training images with the
+training experiment's code): the 5000 x 5000 pNTK of all images by
 :func:`suite.blocked.pntk_blocked` (per-example gradients once, Gram tiles, symmetric),
 then ridge regression of centred one-hot targets on a class-balanced 4000 / 1000 split,
 alpha = (K_train + lambda I)^-1 Y in float64 with lambda = ``ridge_rel`` x mean diag(K_train),
-predictions K_test,train alpha. Metrics:
+predictions K_test,train alpha. Metrics (kernel ``pntk`` unless said otherwise):
 
 * ``test_acc``: test accuracy of argmax predictions.
+* ``test_acc``, ``train_acc`` (kernel ``network``): the network's own accuracy on the same
+  test and training images (chance, about 0.1, at initialisation).
+* ``seconds_train`` (kernel ``network``, trained cases only): wall time of the SGD epochs.
 * ``seconds_kernel``, ``seconds_solve``: wall time of the kernel (compile included) and of the
   Cholesky solve plus prediction.
 * ``peak_rss_gb``: peak resident memory of the process during the case (Linux ``VmHWM``,
   reset before the case through ``/proc/self/clear_refs``; elsewhere ``ru_maxrss``, the peak
-  since the process started). Includes the interpreter, jax and the dataset.
+  since the process started). Includes the interpreter, jax, the dataset and any training.
 * ``pntk_gb``, ``gradients_gb``: sizes of the float32 pNTK (N^2) and of the stored gradients (N P).
 * ``entk_gb``: size of the eNTK result the same regression would need, (N O)^2 float32
   = 10 GB, before any Jacobian.
@@ -31,16 +38,19 @@ import resource
 import sys
 import time
 from dataclasses import dataclass
+from typing import Any
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 import scipy.linalg
 
 from suite import blocked, data, kernels, models
 from suite.errors import MemoryBudgetError, SuiteError, require_positive_int
-from suite.experiments import Experiment, common
+from suite.experiments import Experiment, common, training
 
-VERSION = "1"
+VERSION = "2"
 
 #: Memory budget under which the eNTK alternative is judged (the target machine's cap).
 ENTK_BUDGET = 4 * 10**9
@@ -50,14 +60,27 @@ ENTK_BUDGET = 4 * 10**9
 WIDTHS = {"cnn": 32, "mlp": 64}
 
 METRICS = (
-    "test_acc", "seconds_kernel", "seconds_solve", "peak_rss_gb", "pntk_gb", "gradients_gb",
-    "entk_gb", "entk_refused",
+    "test_acc", "train_acc", "seconds_kernel", "seconds_solve", "seconds_train", "peak_rss_gb", "pntk_gb",
+    "gradients_gb", "entk_gb", "entk_refused",
 )
+
+
+#: Networks trained before their kernel is taken (``epochs`` > 0), as in the training experiment:
+#: architecture -> (depth, width, readout, learning rates). The CNN is the training
+#: experiment's one-conv-layer net with a flatten readout (the depth-2 global-pooling CNN
+#: above reached 49% test accuracy after 10 epochs of SGD); 16 channels keep its per-example
+#: gradients at 2.5 GB (P = 126k; measured peak RSS 4.1 GB, a little over ENTK_BUDGET).
+#: Rates: below and above the edge of stability (THEORY.md §9), as in the training grids.
+TRAINED = {"mlp": (2, 64, "gap", (4.0, 32.0)), "cnn": (1, 16, "flatten", (4.0, 12.0))}
+#: Epochs of SGD on the 4000 training images (batch 100): 99% training accuracy for both nets.
+TRAINED_EPOCHS = 10
 
 
 @dataclass(frozen=True)
 class Config:
-    """One case: a network at init (seed) and the kernel regression on mnist5k."""
+    """One case: a network (at init, or after ``epochs`` of SGD on the training split at
+    learning rate ``lr``) and the kernel regression with its pNTK on mnist5k. ``readout``
+    applies to cnn and resnet only."""
 
     arch: str
     depth: int
@@ -70,14 +93,24 @@ class Config:
     dataset: str = "mnist5k"
     n_outputs: int = 10
     data_seed: int = 0
+    readout: str = "gap"
+    epochs: int = 0
+    lr: float = 4.0
+    batch_size: int = 100
 
     def __post_init__(self) -> None:
-        for name in ("depth", "width", "n_train", "n_test", "n_outputs"):
+        for name in ("depth", "width", "n_train", "n_test", "n_outputs", "batch_size"):
             require_positive_int(name, getattr(self, name))
         if self.dtype not in common.DTYPES:
             raise SuiteError(f"dtype must be one of {sorted(common.DTYPES)}, got {self.dtype!r}")
         if not (isinstance(self.ridge_rel, int | float) and self.ridge_rel > 0):
             raise SuiteError(f"ridge_rel must be a positive number, got {self.ridge_rel!r}")
+        if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 0:
+            raise SuiteError(f"epochs must be a non-negative integer, got {self.epochs!r}")
+        if not (isinstance(self.lr, int | float) and np.isfinite(self.lr) and self.lr > 0):
+            raise SuiteError(f"lr must be a positive finite number, got {self.lr!r}")
+        if self.epochs and self.batch_size > self.n_train:
+            raise SuiteError(f"batch_size ({self.batch_size}) exceeds n_train ({self.n_train})")
         self.model_config()
 
     @property
@@ -86,14 +119,30 @@ class Config:
         return common.case_id(self)
 
     def model_config(self) -> models.ModelConfig:
-        return models.ModelConfig(self.arch, width=self.width, depth=self.depth, n_outputs=self.n_outputs)
+        extra: dict[str, Any] = {} if self.arch == "mlp" else {"readout": self.readout}
+        return models.ModelConfig(self.arch, width=self.width, depth=self.depth, n_outputs=self.n_outputs, **extra)
 
 
-def _grid(seeds: int) -> list[Config]:
-    return [Config(arch, 2, width, seed) for arch, width in WIDTHS.items() for seed in range(seeds)]
+def _grid(seeds: int, trained: tuple[str, ...]) -> list[Config]:
+    """The networks at init (``WIDTHS``), and for the archs in ``trained`` the ``TRAINED`` net at
+    init and after ``TRAINED_EPOCHS`` at each of its learning rates."""
+    configs = [Config(arch, 2, width, seed) for arch, width in WIDTHS.items() for seed in range(seeds)]
+    for arch in trained:
+        depth, width, readout, rates = TRAINED[arch]
+        for seed in range(seeds):
+            if (arch, depth, width) not in {(a, 2, w) for a, w in WIDTHS.items()}:
+                configs.append(Config(arch, depth, width, seed, readout=readout))
+            configs += [Config(arch, depth, width, seed, readout=readout, epochs=TRAINED_EPOCHS, lr=lr) for lr in rates]
+    return configs
 
 
-GRIDS = {"quick": lambda: _grid(1), "full": lambda: _grid(3)}
+GRIDS = {
+    # Quick: 4 cases, 89 CPU-s (185 s wall on 2 shared cores). The trained CNN is in the full
+    # grid only: its init and two trained cases take about 55 CPU-s each (81 s wall, 10 epochs
+    # 5 s of it), 21 cases in all.
+    "quick": lambda: _grid(1, ("mlp",)),
+    "full": lambda: _grid(3, ("mlp", "cnn")),
+}
 
 
 def split(config: Config) -> tuple[data.Dataset, data.Dataset]:
@@ -145,22 +194,64 @@ def entk_refused(n: int, n_outputs: int, n_params: int, budget: int = ENTK_BUDGE
     return size / 1e9, 0.0
 
 
+def _onehot(ds: data.Dataset, n_outputs: int, dtype: str) -> tuple[jax.Array, jax.Array, jax.Array]:
+    f = common.DTYPES[dtype]
+    return jnp.asarray(ds.x, f), jax.nn.one_hot(jnp.asarray(ds.y), n_outputs, dtype=f), jnp.asarray(ds.y)
+
+
+def train(apply_fn: Any, params: Any, train_set: data.Dataset, config: Config) -> Any:
+    """``config.epochs`` of mini-batch SGD on softmax cross-entropy over the training split, with
+    the training experiment's code (:func:`suite.experiments.training.trainer`, ``sgd_epoch``;
+    THEORY.md §9); the parameters unchanged when ``epochs`` is 0.
+
+    Raises:
+        SuiteError: The parameters became non-finite (lr too large).
+    """
+    if not config.epochs:
+        return params
+    x, t, _ = _onehot(train_set, config.n_outputs, config.dtype)
+    step, _ = training.trainer(apply_fn, "xent", float(config.lr), 0.0)
+    velocity = jax.tree_util.tree_map(jnp.zeros_like, params)
+    order = np.random.default_rng(config.seed)
+    for _ in range(config.epochs):
+        params, velocity = training.sgd_epoch(step, params, velocity, x, t, order, config.batch_size)
+    if not all(bool(jnp.all(jnp.isfinite(leaf))) for leaf in jax.tree_util.tree_leaves(params)):
+        raise SuiteError(f"{config.id}: training diverged (non-finite parameters) with lr={config.lr}; lower lr")
+    return params
+
+
+def network_accuracy(apply_fn: Any, params: Any, train_set: data.Dataset, test: data.Dataset,
+                     config: Config) -> tuple[float, float]:
+    """(training accuracy, test accuracy) of the network itself, by argmax of its outputs."""
+    _, evaluate = training.trainer(apply_fn, "xent", float(config.lr), 0.0)
+    accs = []
+    for ds in (train_set, test):
+        x, t, y = _onehot(ds, config.n_outputs, config.dtype)
+        accs.append(training.evaluate_set(evaluate, params, x, t, y, 500)[1])
+    return accs[0], accs[1]
+
+
 def run(config: Config) -> pd.DataFrame:
     """Compute one case's tidy rows (see the module docstring for the metrics)."""
     common.ensure_dtype(config.dtype)
     reset = _reset_peak_rss()
-    train, test = split(config)
-    x = np.concatenate([train.x, test.x]).astype(common.DTYPES[config.dtype])
+    train_set, test = split(config)
+    x = np.concatenate([train_set.x, test.x]).astype(common.DTYPES[config.dtype])
     shape = tuple(x.shape[1:])
     model, params = common.network(config.model_config(), config.seed, shape, config.dtype)
     n_params = model.param_count(shape)
+
+    t0 = time.perf_counter()
+    params = train(model.apply, params, train_set, config)
+    seconds_train = time.perf_counter() - t0
+    net_train_acc, net_test_acc = network_accuracy(model.apply, params, train_set, test, config)
 
     t0 = time.perf_counter()
     k = blocked.pntk_blocked(model.apply, params, x, progress=False)
     seconds_kernel = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    pred = ridge_predict(k, config.n_train, train.targets, config.ridge_rel)
+    pred = ridge_predict(k, config.n_train, train_set.targets, config.ridge_rel)
     seconds_solve = time.perf_counter() - t0
     test_acc = float(np.mean(np.argmax(pred, axis=1) == test.y))
 
@@ -178,7 +269,12 @@ def run(config: Config) -> pd.DataFrame:
         "entk_refused": refused,
     }
     rows = [("pntk", metric, value) for metric, value in values.items()]
-    return common.tidy_frame(rows, ["kernel", "metric", "value"], config, n_params=n_params)
+    rows += [("network", "test_acc", net_test_acc), ("network", "train_acc", net_train_acc)]
+    if config.epochs:
+        rows.append(("network", "seconds_train", seconds_train))
+    # n_inputs and parameterization: the columns every figure's data carry (suite.figures).
+    return common.tidy_frame(rows, ["kernel", "metric", "value"], config, n_params=n_params,
+                             n_inputs=n, parameterization="ntk")
 
 
 EXPERIMENT = Experiment(
