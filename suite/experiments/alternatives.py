@@ -79,8 +79,7 @@ class Config(convergence.Config):
 
     implementation: str = "auto"
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
+    def validate(self) -> None:
         if self.implementation not in kernels.IMPLEMENTATION_CHOICES:
             raise SuiteError(
                 f"implementation must be one of {list(kernels.IMPLEMENTATION_CHOICES)}, got {self.implementation!r}"

@@ -11,7 +11,7 @@ import platform
 import subprocess
 from dataclasses import asdict
 from functools import lru_cache
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from suite import _nt, blocked, data, kernels, models
-from suite.errors import MemoryBudgetError
+from suite.errors import MemoryBudgetError, SuiteError, require_positive_int
 from suite.paths import ROOT
 
 DTYPES = {"float32": jnp.float32, "float64": jnp.float64}
@@ -101,6 +101,45 @@ def max_diagonal_deviation(full: np.ndarray, approx: np.ndarray) -> float:
 def rel_frobenius(a: np.ndarray, b: np.ndarray) -> float:
     """||a - b||_F / ||b||_F."""
     return float(np.linalg.norm(a - b) / np.linalg.norm(b))
+
+
+# --------------------------------------------------------------------------- case configs
+
+
+class CaseConfig:
+    """Base of every experiment's per-case config (each a frozen dataclass with ``arch``,
+    ``depth``, ``width``, ``seed`` and its own fields): the one place that checks what cases
+    share and names them.
+
+    ``__post_init__`` checks ``depth``, ``width`` and the fields in ``POSITIVE_INTS`` are positive
+    integers, ``dtype`` (where there is one) is in :data:`DTYPES`, builds ``model_config()`` (which
+    checks the architecture, activation and parameterization with clear errors), then calls
+    ``validate()`` for the experiment's own checks. ``id`` is the readable case id.
+    """
+
+    #: Further fields that must be positive integers (besides depth and width).
+    POSITIVE_INTS: ClassVar[tuple[str, ...]] = ()
+
+    def __post_init__(self) -> None:
+        for name in ("depth", "width", *self.POSITIVE_INTS):
+            require_positive_int(name, getattr(self, name))
+        dtype = getattr(self, "dtype", "float32")
+        if dtype not in DTYPES:
+            raise SuiteError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+        self.model_config()
+        self.validate()
+
+    def model_config(self) -> models.ModelConfig:
+        """The network of this case."""
+        raise NotImplementedError
+
+    def validate(self) -> None:
+        """The experiment's own checks (raise :class:`SuiteError`); none by default."""
+
+    @property
+    def id(self) -> str:
+        """Readable case id, e.g. ``mlp-d03-w0512-s2``."""
+        return case_id(self)
 
 
 # --------------------------------------------------------------------------- provenance

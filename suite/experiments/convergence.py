@@ -27,7 +27,6 @@ import numpy as np
 import pandas as pd
 
 from suite import kernels, models
-from suite.errors import SuiteError, require_positive_int
 from suite.experiments import Experiment, common
 from suite.stats import Prediction
 
@@ -45,7 +44,7 @@ FULL_DEPTHS = {"mlp": (1, 2, 4), "cnn": (1, 2, 4), "resnet": (1, 2, 4)}
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(common.CaseConfig):
     """One case: a network at one width and init seed, on a fixed input batch."""
 
     arch: str
@@ -62,18 +61,7 @@ class Config:
 
     #: Added after the quick grid was published: hashed only when not relu (suite.runner.case_id).
     KEY_OMITS_DEFAULT: ClassVar[tuple[str, ...]] = ("activation",)
-
-    def __post_init__(self) -> None:
-        for name in ("depth", "width", "n_outputs", "n_inputs"):
-            require_positive_int(name, getattr(self, name))
-        if self.dtype not in common.DTYPES:
-            raise SuiteError(f"dtype must be one of {sorted(common.DTYPES)}, got {self.dtype!r}")
-        self.model_config()  # validates arch, parameterization, ... with clear errors
-
-    @property
-    def id(self) -> str:
-        """Readable case id, e.g. ``mlp-d03-w0512-s2``."""
-        return common.case_id(self)
+    POSITIVE_INTS: ClassVar[tuple[str, ...]] = ("n_outputs", "n_inputs")
 
     def model_config(self) -> models.ModelConfig:
         return models.ModelConfig(

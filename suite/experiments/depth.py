@@ -41,8 +41,7 @@ class Config(convergence.Config):
 
     stages: str = ""
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
+    def validate(self) -> None:
         if self.stages:
             if self.arch != "resnet":
                 raise SuiteError(f"stages only apply to arch 'resnet', not {self.arch!r}")
