@@ -140,7 +140,7 @@ def test_grids_meet_the_verification_design():
     exp = EXPERIMENTS["regression"]
     assert exp.verify and exp.theorem == "T4" and "ridge" in exp.extra_series
     assert "pred_rel_diff" not in exp.report_only_metrics
-    for grid, min_seeds, dataset in (("quick", 3, "digits"), ("full", 5, "mnist5k")):
+    for grid, min_seeds, dataset in (("quick", 3, "digits"), ("full", 5, "mnist5k14")):
         frame = pd.DataFrame([c.__dict__ for c in regression.GRIDS[grid]()])
         assert set(frame["arch"]) == {"mlp", "cnn", "resnet"}
         assert (frame["n_outputs"] == 10).all() and (frame["dataset"] == dataset).all()
