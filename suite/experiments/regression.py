@@ -45,12 +45,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
 
 from suite import data, kernels, models
-from suite.errors import SuiteError, require_positive_int
+from suite.errors import SuiteError
 from suite.experiments import Experiment, common
 from suite.stats import Prediction
 
@@ -82,7 +83,7 @@ DEPTHS = {"mlp": 2, "cnn": 2, "resnet": 1}
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(common.CaseConfig):
     """One case: a network at one width and init seed, regressing a fixed train/test split."""
 
     arch: str
@@ -97,16 +98,7 @@ class Config:
     parameterization: str = "ntk"
     dtype: str = "float32"
 
-    def __post_init__(self) -> None:
-        for name in ("depth", "width", "n_outputs", "n_train", "n_test"):
-            require_positive_int(name, getattr(self, name))
-        if self.dtype not in common.DTYPES:
-            raise SuiteError(f"dtype must be one of {sorted(common.DTYPES)}, got {self.dtype!r}")
-
-    @property
-    def id(self) -> str:
-        """Readable case id, e.g. ``cnn-d02-w0064-s1``."""
-        return common.case_id(self)
+    POSITIVE_INTS: ClassVar[tuple[str, ...]] = ("n_outputs", "n_train", "n_test")
 
     def model_config(self) -> models.ModelConfig:
         return models.ModelConfig(

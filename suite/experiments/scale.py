@@ -38,7 +38,7 @@ import resource
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -47,7 +47,7 @@ import pandas as pd
 import scipy.linalg
 
 from suite import blocked, data, kernels, models
-from suite.errors import MemoryBudgetError, SuiteError, require_positive_int
+from suite.errors import MemoryBudgetError, SuiteError
 from suite.experiments import Experiment, common, training
 
 VERSION = "2"
@@ -77,7 +77,7 @@ TRAINED_EPOCHS = 10
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(common.CaseConfig):
     """One case: a network (at init, or after ``epochs`` of SGD on the training split at
     learning rate ``lr``) and the kernel regression with its pNTK on mnist5k. ``readout``
     applies to cnn and resnet only."""
@@ -98,11 +98,9 @@ class Config:
     lr: float = 4.0
     batch_size: int = 100
 
-    def __post_init__(self) -> None:
-        for name in ("depth", "width", "n_train", "n_test", "n_outputs", "batch_size"):
-            require_positive_int(name, getattr(self, name))
-        if self.dtype not in common.DTYPES:
-            raise SuiteError(f"dtype must be one of {sorted(common.DTYPES)}, got {self.dtype!r}")
+    POSITIVE_INTS: ClassVar[tuple[str, ...]] = ("n_train", "n_test", "n_outputs", "batch_size")
+
+    def validate(self) -> None:
         if not (isinstance(self.ridge_rel, int | float) and self.ridge_rel > 0):
             raise SuiteError(f"ridge_rel must be a positive number, got {self.ridge_rel!r}")
         if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 0:
@@ -111,12 +109,6 @@ class Config:
             raise SuiteError(f"lr must be a positive finite number, got {self.lr!r}")
         if self.epochs and self.batch_size > self.n_train:
             raise SuiteError(f"batch_size ({self.batch_size}) exceeds n_train ({self.n_train})")
-        self.model_config()
-
-    @property
-    def id(self) -> str:
-        """Readable case id, e.g. ``cnn-d02-w0032-s0``."""
-        return common.case_id(self)
 
     def model_config(self) -> models.ModelConfig:
         extra: dict[str, Any] = {} if self.arch == "mlp" else {"readout": self.readout}

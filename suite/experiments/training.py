@@ -53,7 +53,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -61,7 +61,7 @@ import numpy as np
 import pandas as pd
 
 from suite import data, kernels, models
-from suite.errors import SuiteError, require_positive_int, unknown_name
+from suite.errors import SuiteError, unknown_name
 from suite.experiments import Experiment, common
 from suite.stats import Prediction
 
@@ -86,7 +86,7 @@ LEARNING_RATES = {"mlp": (4.0, 32.0), "cnn": (4.0, 12.0)}
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(common.CaseConfig):
     """One case: a network at one width and init seed, trained, with kernels at checkpoints.
 
     ``n_inputs`` is the probe batch N (the kernels' inputs); ``readout`` applies to cnn and
@@ -112,9 +112,9 @@ class Config:
     momentum: float = 0.0
     loss: str = "xent"
 
-    def __post_init__(self) -> None:
-        for name in ("depth", "width", "n_outputs", "n_inputs", "n_train", "n_test", "batch_size"):
-            require_positive_int(name, getattr(self, name))
+    POSITIVE_INTS: ClassVar[tuple[str, ...]] = ("n_outputs", "n_inputs", "n_train", "n_test", "batch_size")
+
+    def validate(self) -> None:
         if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 0:
             raise SuiteError(f"epochs must be a non-negative integer, got {self.epochs!r}")
         if self.batch_size > self.n_train:
@@ -128,14 +128,6 @@ class Config:
             raise SuiteError(f"momentum must be in [0, 1), got {self.momentum!r}")
         if self.loss not in LOSSES:
             raise unknown_name("loss", self.loss, LOSSES)
-        if self.dtype not in common.DTYPES:
-            raise SuiteError(f"dtype must be one of {sorted(common.DTYPES)}, got {self.dtype!r}")
-        self.model_config()  # validates arch, parameterization, readout with clear errors
-
-    @property
-    def id(self) -> str:
-        """Readable case id, e.g. ``mlp-d02-w0512-s2``."""
-        return common.case_id(self)
 
     @property
     def checkpoints(self) -> tuple[int, ...]:
