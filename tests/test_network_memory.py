@@ -90,8 +90,13 @@ CLI = textwrap.dedent(
         runpy.run_module("suite", run_name="__main__")
     except SystemExit as exc:
         code = exc.code
-    print(f"STATS {time.perf_counter() - start:.2f} {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}",
-          file=sys.stderr)
+    # Peak RSS of this process image: VmHWM (reset at exec). ru_maxrss is not: Linux carries it
+    # over from the forked parent, so under a large pytest worker it reports the worker's size.
+    try:
+        peak = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+    except OSError:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(f"STATS {time.perf_counter() - start:.2f} {peak}", file=sys.stderr)
     sys.exit(code)
     """
 )
