@@ -349,3 +349,16 @@ def test_import_suite_figures_does_not_import_jax() -> None:
         """
     )
     assert proc.returncode == 0, proc.stderr
+
+
+def test_panels_may_differ_in_n_when_each_arch_has_one(data: pd.DataFrame) -> None:
+    """The full grid runs the ResNets at N = 64 beside the MLP and CNN at N = 128: each panel
+    names its N, the suptitle none; a mix of N within one architecture is still refused."""
+    mixed = data.assign(n_inputs=np.where(data["arch"] == "resnet", 64, 128))
+    for name in ("fig_convergence", "fig_entries", "fig_infinite"):
+        fig = render(name, mixed)
+        titles = [ax.get_title() for ax in fig.get_axes()]
+        assert any(t.startswith("ResNet (N = 64") for t in titles) and any(t.startswith("MLP (N = 128") for t in titles)
+        assert "N = " not in fig.get_suptitle()
+    with pytest.raises(SuiteError, match="n_inputs"):
+        render("fig_convergence", data.assign(n_inputs=np.where(data["seed"] == 0, 64, 128)))

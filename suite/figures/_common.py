@@ -159,16 +159,30 @@ def positive(rows: pd.DataFrame) -> pd.DataFrame:
     return rows[np.isfinite(v) & (v > 0)]
 
 
-def single_setting(df: pd.DataFrame, what: str) -> dict[str, Any]:
+#: Setting columns a figure with one panel per architecture may let differ between its panels
+#: (each panel still shows one value): the full grid runs the ResNets at fewer inputs N than the
+#: MLP and CNN. :func:`arch_title` names the panel's value.
+PER_ARCH_SETTINGS = ("n_inputs",)
+
+
+def single_setting(df: pd.DataFrame, what: str, *, per_arch: bool = False) -> dict[str, Any]:
     """The one value of each setting column, or a :class:`SuiteError` naming the mix.
 
     A figure averages over seeds and fits slopes across widths; mixing datasets,
     output counts, parameterizations or dtypes in one line would be wrong, so
-    the caller must filter first.
+    the caller must filter first. With ``per_arch`` (figures with one panel per architecture),
+    a column of :data:`PER_ARCH_SETTINGS` may differ between architectures if each has one
+    value: it is then left out of the shared setting and recorded under ``"per_arch"`` for
+    :func:`arch_title`.
     """
-    setting: dict[str, Any] = {}
+    setting: dict[str, Any] = {"per_arch": {}}
     for col in SETTING_COLUMNS:
         values = sorted(map(str, df[col].dropna().unique()))
+        if (len(values) > 1 and per_arch and col in PER_ARCH_SETTINGS
+                and (df.groupby("arch")[col].nunique(dropna=True) <= 1).all()):
+            setting["per_arch"][col] = {str(a): g[col].dropna().iloc[0] for a, g in df.groupby("arch")}
+            setting[col] = None
+            continue
         if len(values) > 1:
             raise SuiteError(
                 f"{what}: the data mixes {len(values)} values of {col!r} ({', '.join(values)}); "
@@ -177,6 +191,15 @@ def single_setting(df: pd.DataFrame, what: str) -> dict[str, Any]:
             )
         setting[col] = df[col].dropna().iloc[0] if values else None
     return setting
+
+
+def arch_title(arch: str, setting: Mapping[str, Any], *more: str) -> str:
+    """Panel title of an architecture, with the settings that differ between panels
+    (:func:`single_setting` with ``per_arch``) and ``more``, e.g. ``ResNet (N = 64, depth 1)``."""
+    extra = [f"{'N' if col == 'n_inputs' else col} = {values[arch]}"
+             for col, values in (setting.get("per_arch") or {}).items() if arch in values]
+    extra += list(more)
+    return style.arch_label(arch) + (f" ({', '.join(extra)})" if extra else "")
 
 
 def setting_text(setting: Mapping[str, Any]) -> str:

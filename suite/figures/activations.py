@@ -42,7 +42,7 @@ def render(data: pd.DataFrame, summary: pd.DataFrame | None = None) -> Figure:
     if not varied:
         raise c.MissingDataError(f"{NAME}: no architecture was run with more than one activation")
     rows = rows[rows["arch"].isin(varied)]
-    setting = c.single_setting(rows, NAME)
+    setting = c.single_setting(rows, NAME, per_arch=True)
     archs = style.ordered(varied, style.ARCH_ORDER)
     activations = style.ordered(rows["activation"].unique(), ORDER)
     depths = sorted(rows["depth"].unique())
@@ -69,7 +69,7 @@ def render(data: pd.DataFrame, summary: pd.DataFrame | None = None) -> Figure:
                     ))
             c.append_reference(ax, panel, handles)
             c.finish_panel(sfig, ax, panel["width"].unique(), handles,
-                           ylabel=YLABEL if j == 0 else None, title=style.arch_label(arch))
+                           ylabel=YLABEL if j == 0 else None, title=c.arch_title(arch, setting))
         return c.finish_figure(fig, TITLE, setting, [a for row in axes for a in row])
 
 

@@ -34,7 +34,7 @@ def render(data: pd.DataFrame, summary: pd.DataFrame | None = None) -> Figure:
     """
     df = c.prepare(data, NAME)
     rows = c.select(df, "rel_frobenius", ["pntk"], NAME)
-    setting = c.single_setting(rows, NAME)
+    setting = c.single_setting(rows, NAME, per_arch=True)
     archs = style.ordered(rows["arch"].unique(), style.ARCH_ORDER)
     colors = style.depth_palette(rows["depth"].unique())
     markers = {
@@ -70,7 +70,7 @@ def render(data: pd.DataFrame, summary: pd.DataFrame | None = None) -> Figure:
                 panel["width"].unique(),
                 handles,
                 ylabel=YLABEL if j == 0 else None,
-                title=style.arch_label(arch),
+                title=c.arch_title(arch, setting),
             )
         return c.finish_figure(fig, TITLE, setting, [a for row in axes for a in row])
 

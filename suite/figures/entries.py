@@ -41,7 +41,7 @@ def render(data: pd.DataFrame, summary: pd.DataFrame | None = None) -> Figure:
     if not present:
         raise c.MissingDataError("; ".join(errors))
     used = pd.concat([p[3] for p in present])
-    setting = c.single_setting(used, NAME)
+    setting = c.single_setting(used, NAME, per_arch=True)
     archs = style.ordered(used["arch"].unique(), style.ARCH_ORDER)
     colors = style.depth_palette(used["depth"].unique())
     markers = {
@@ -53,7 +53,7 @@ def render(data: pd.DataFrame, summary: pd.DataFrame | None = None) -> Figure:
             for j, arch in enumerate(archs):
                 ax, sfig = axes[i][j], sfigs[i][j]
                 panel = rows[rows["arch"] == arch]
-                title = f"{style.arch_label(arch)}: {row_name}"
+                title = f"{c.arch_title(arch, setting)}: {row_name}"
                 ylabel = style.METRIC_LABELS[metric] if j == 0 else None
                 if panel.empty:
                     ax.text(0.5, 0.5, "no data", transform=ax.transAxes, ha="center", va="center")

@@ -41,7 +41,7 @@ def render(data: pd.DataFrame, summary: pd.DataFrame | None = None) -> Figure:
     )
     rows = pd.concat([inf_rows, finite])
     rows = rows[rows["depth"] == rows["arch"].map(depth_of)]
-    setting = c.single_setting(rows, NAME)
+    setting = c.single_setting(rows, NAME, per_arch=True)
     archs = style.ordered(depth_of, style.ARCH_ORDER)
     n_series = len(rows.drop_duplicates(["metric", "kernel"]))
     with style.theme():
@@ -78,7 +78,7 @@ def render(data: pd.DataFrame, summary: pd.DataFrame | None = None) -> Figure:
                 panel["width"].unique(),
                 handles,
                 ylabel=YLABEL if j == 0 else None,
-                title=f"{style.arch_label(arch)} (depth {depth_of[arch]})",
+                title=c.arch_title(arch, setting, f"depth {depth_of[arch]}"),
             )
         return c.finish_figure(fig, TITLE, setting, [a for row in axes for a in row])
 
