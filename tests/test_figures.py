@@ -355,7 +355,7 @@ def test_panels_may_differ_in_n_when_each_arch_has_one(data: pd.DataFrame) -> No
     """The full grid runs the ResNets at N = 64 beside the MLP and CNN at N = 128: each panel
     names its N, the suptitle none; a mix of N within one architecture is still refused."""
     mixed = data.assign(n_inputs=np.where(data["arch"] == "resnet", 64, 128))
-    for name in ("fig_convergence", "fig_entries", "fig_infinite"):
+    for name in ("fig_convergence", "fig_entries", "fig_infinite", "fig_alternatives"):
         fig = render(name, mixed)
         titles = [ax.get_title() for ax in fig.get_axes()]
         assert any(t.startswith("ResNet (N = 64") for t in titles) and any(t.startswith("MLP (N = 128") for t in titles)

@@ -27,7 +27,7 @@ def render(data: pd.DataFrame, summary: pd.DataFrame | None = None) -> Figure:
         raise c.MissingDataError(f"{NAME}: no rel_frobenius rows for an approximate kernel")
     depth_of = c.deepest(rows)
     rows = rows[rows["depth"] == rows["arch"].map(depth_of)]
-    setting = c.single_setting(rows, NAME)
+    setting = c.single_setting(rows, NAME, per_arch=True)
     archs = style.ordered(rows["arch"].unique(), style.ARCH_ORDER)
     kernels = style.ordered(rows["kernel"].unique(), style.KERNEL_ORDER)
     with style.theme():
@@ -63,7 +63,7 @@ def render(data: pd.DataFrame, summary: pd.DataFrame | None = None) -> Figure:
                 panel["width"].unique(),
                 handles,
                 ylabel=YLABEL if j == 0 else None,
-                title=f"{style.arch_label(arch)} (depth {depth_of[arch]})",
+                title=c.arch_title(arch, setting, f"depth {depth_of[arch]}"),
             )
         return c.finish_figure(fig, TITLE, setting, [a for row in axes for a in row])
 
