@@ -117,9 +117,19 @@ def test_killed_runs_resume_to_the_uninterrupted_result(tmp_path, sig):
     rng = random.Random(1234)
     out = tmp_path / "killed"
     interrupted = 0
+    sidecar = out / "data" / "convergence.json"
     for _ in range(3):
+        before = sidecar.stat().st_mtime_ns if sidecar.exists() else None
         proc = subprocess.Popen(_cli(grid, out), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        time.sleep(rng.uniform(1.5, 5.0))
+        # Signal once the run has started its cases (it rewrites its sidecar first), at a random
+        # point after: a fixed delay lands in the imports on a loaded machine, where a SIGINT
+        # aborts inside jaxlib's C++ import (SIGABRT), before the CLI's handler exists.
+        deadline = time.monotonic() + 120
+        while proc.poll() is None and time.monotonic() < deadline:
+            if sidecar.exists() and sidecar.stat().st_mtime_ns != before:
+                break
+            time.sleep(0.05)
+        time.sleep(rng.uniform(0.0, 2.0))
         proc.send_signal(sig)
         _, err = proc.communicate(timeout=120)
         if proc.returncode == 0:

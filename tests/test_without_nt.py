@@ -36,6 +36,9 @@ def hide_neural_tangents(monkeypatch):
     monkeypatch.setattr(_nt, "nt", None)
     monkeypatch.setattr(_nt, "stax", None)
     monkeypatch.setattr(_nt, "IMPORT_ERROR", "ImportError: hidden by tests/test_without_nt.py")
+    # models.from_config is cached: a network another test built in this worker would be
+    # returned without reaching _nt.require().
+    models.from_config.cache_clear()
 
 
 # --------------------------------------------------------------------------- plain-jax networks
