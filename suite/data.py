@@ -220,12 +220,7 @@ def _load_cifar10(request: LoadRequest) -> tuple[np.ndarray, np.ndarray]:
     concatenated in that order; pixels stay 0–255. The files are pickles, so only point this
     at a directory you trust.
     """
-    directory = _cifar10_dir(request.path)
-    files = [directory / name for name in CIFAR10_BATCHES if (directory / name).is_file()]
-    if not files:
-        raise SuiteError(
-            f"no CIFAR-10 batch files ({', '.join(CIFAR10_BATCHES)}) in {directory}; {_CIFAR_FIX}"
-        )
+    files = _cifar10_files(request.path)
     signature = tuple((str(f), f.stat().st_mtime_ns, f.stat().st_size) for f in files)
     return _cifar10_raw(signature)
 
@@ -237,11 +232,19 @@ def check_available(name: str, path: str | os.PathLike[str] | None = None) -> No
     CIFAR-10 stops at once with the fix instead of after other cases."""
     spec = _spec(name)
     if spec.needs_path and spec.name == "cifar10":
-        directory = _cifar10_dir(path)
-        if not any((directory / f).is_file() for f in CIFAR10_BATCHES):
-            raise SuiteError(
-                f"no CIFAR-10 batch files ({', '.join(CIFAR10_BATCHES)}) in {directory}; {_CIFAR_FIX}"
-            )
+        _cifar10_files(path)
+
+
+def _cifar10_files(path: str | os.PathLike[str] | None) -> list[Path]:
+    """The CIFAR-10 batch files present in the directory of ``path`` or ``$SUITE_CIFAR10_DIR``,
+    in :data:`CIFAR10_BATCHES` order; a clear error when there are none."""
+    directory = _cifar10_dir(path)
+    files = [directory / name for name in CIFAR10_BATCHES if (directory / name).is_file()]
+    if not files:
+        raise SuiteError(
+            f"no CIFAR-10 batch files ({', '.join(CIFAR10_BATCHES)}) in {directory}; {_CIFAR_FIX}"
+        )
+    return files
 
 
 def _cifar10_dir(path: str | os.PathLike[str] | None) -> Path:

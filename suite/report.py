@@ -21,6 +21,7 @@ import pandas as pd
 from suite import paths, results, stats
 from suite.errors import SuiteError
 from suite.experiments import EXPERIMENTS, Experiment
+from suite.figures import DEFAULT_SETTINGS
 from suite.store import (
     atomic_write_json,
     atomic_write_text,
@@ -37,10 +38,10 @@ _NO_CLAIM = "no rate is claimed by the theory; slope shown as measured"
 
 #: The paper's headline quantity (experiment, kernel, metric): the verdict table shows it first.
 HEADLINE = ("convergence", "pntk", "rel_frobenius")
-#: Settings of the headline series: the paper's networks (ReLU) in float32. Series with another
-#: activation or float64 (the float64 spot check) are judged and reported like any other, but
-#: are not the headline.
-HEADLINE_SETTINGS = {"activation": "relu", "dtype": "float32"}
+#: Settings of the headline series: the paper's networks (ReLU) in float32, the settings the
+#: figures draw by default. Series with another activation or float64 (the float64 spot check)
+#: are judged and reported like any other, but are not the headline.
+HEADLINE_SETTINGS = DEFAULT_SETTINGS
 
 #: Columns of a summary row that are not part of what identifies its series.
 _FIT_COLUMNS = {*stats.SUMMARY_COLUMNS, "value_at_max_width", "headline"}
@@ -151,10 +152,15 @@ def _fmt(x: Any, digits: int = 2) -> str:
     return f"{x:+.{digits}f}" if isinstance(x, float) else str(x)
 
 
+def _headline_quantity(summary: pd.DataFrame) -> pd.Series:
+    """Rows of the headline's experiment, kernel and metric (:data:`HEADLINE`), any settings."""
+    experiment, kernel, metric = HEADLINE
+    return (summary["experiment"] == experiment) & (summary["kernel"] == kernel) & (summary["metric"] == metric)
+
+
 def is_headline(summary: pd.DataFrame) -> pd.Series:
     """Which rows are the paper's headline quantity (:data:`HEADLINE`), one per arch and depth."""
-    experiment, kernel, metric = HEADLINE
-    mask = (summary["experiment"] == experiment) & (summary["kernel"] == kernel) & (summary["metric"] == metric)
+    mask = _headline_quantity(summary)
     for column, value in HEADLINE_SETTINGS.items():
         if column in summary.columns:  # absent in summaries written before the setting existed
             mask &= summary[column].isna() | (summary[column] == value)
@@ -300,9 +306,7 @@ def _float64_section(summary: pd.DataFrame) -> list[str]:
     twin (same arch, depth and settings), with both verdicts; empty when none was run."""
     if "dtype" not in summary.columns:
         return []
-    experiment, kernel, metric = HEADLINE
-    quantity = summary[(summary["experiment"] == experiment) & (summary["kernel"] == kernel)
-                       & (summary["metric"] == metric)]
+    quantity = summary[_headline_quantity(summary)]
     f64 = quantity[quantity["dtype"] == "float64"]
     if f64.empty:
         return []

@@ -36,6 +36,7 @@ from matplotlib.figure import Figure
 
 from suite.errors import SuiteError, unknown_name
 from suite.figures._common import (
+    DEFAULT_SETTINGS,
     REQUIRED_COLUMNS,
     SETTING_COLUMNS,
     FigureSpec,
@@ -46,6 +47,7 @@ from suite.figures._common import (
 )
 
 __all__ = [
+    "DEFAULT_SETTINGS",
     "FIGURES",
     "REQUIRED_COLUMNS",
     "SETTING_COLUMNS",
