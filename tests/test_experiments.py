@@ -105,6 +105,25 @@ def test_grids_meet_the_verification_design():
     assert set(EXPERIMENTS["convergence"].grids) == set(GRID_NAMES)
 
 
+def test_grid_product_loops_per_arch_axes_in_order():
+    widths = {"mlp": (8, 16), "cnn": (4,)}
+    got = common.grid_product(dict, arch=widths, depth={"mlp": 1, "cnn": (1, 2)}, width=widths,
+                              seed=range(2), dataset="digits")
+    expected = [dict(arch=a, depth=d, width=w, seed=s, dataset="digits")
+                for a, d, w in (("mlp", 1, 8), ("mlp", 1, 16), ("cnn", 1, 4), ("cnn", 2, 4)) for s in (0, 1)]
+    assert got == expected
+
+
+def test_every_grid_has_distinct_cases():
+    """Every registered grid (built through common.grid_product) names each case once."""
+    from suite.store import case_key
+
+    for name, exp in EXPERIMENTS.items():
+        for grid, build in exp.grids.items():
+            keys = [case_key(c.__dict__) for c in build()]
+            assert keys and len(set(keys)) == len(keys), (name, grid)
+
+
 def test_paper_grids_use_cifar10_resnet18_and_wrn28():
     """The accelerator grid: CIFAR-10, ResNet-18 (2-2-2-2) and WRN-28-k, 8 seeds per series."""
     from suite import models

@@ -128,22 +128,25 @@ class Experiment:
         for arch in archs:
             if arch not in ARCHS:
                 raise unknown_name("architecture", arch, ARCHS)
-        configs = []
-        for arch in archs:
-            widths = _per_arch(grid["widths"], arch, "widths")
-            if len(set(widths)) < 3:
+        widths = {arch: _per_arch(grid["widths"], arch, "widths") for arch in archs}
+        for arch, values in widths.items():
+            if len(set(values)) < 3:
                 raise SuiteError(
-                    f"grid for {arch!r} has widths {widths}: at least 3 distinct widths are needed "
+                    f"grid for {arch!r} has widths {values}: at least 3 distinct widths are needed "
                     "to fit a convergence slope"
                 )
-            for depth in _per_arch(grid["depths"], arch, "depths"):
-                for width in widths:
-                    for seed in _per_arch(seeds, arch, "seeds"):
-                        try:
-                            configs.append(self.config_type(arch=arch, depth=depth, width=width, seed=seed, **settings))
-                        except TypeError as exc:
-                            raise SuiteError(f"invalid grid value: {exc}") from exc
-        return configs
+        depths = {arch: _per_arch(grid["depths"], arch, "depths") for arch in archs}
+        per_arch_seeds = {arch: _per_arch(seeds, arch, "seeds") for arch in archs}
+
+        def make(**fields: Any) -> Any:
+            try:
+                return self.config_type(**fields, **settings)
+            except TypeError as exc:
+                raise SuiteError(f"invalid grid value: {exc}") from exc
+
+        from suite.experiments.common import grid_product
+
+        return grid_product(make, arch=archs, depth=depths, width=widths, seed=per_arch_seeds)
 
     def grid(self, name: str, archs: Sequence[str] | None = None) -> list[Any]:
         """Configs of grid ``name``, optionally only those of the given architectures."""

@@ -92,13 +92,8 @@ class Config(convergence.Config):
 
 
 def _grid(widths, outputs, seeds: int, **common_fields) -> list[Config]:
-    return [
-        Config(arch, DEPTHS[arch], width, seed, n_outputs=o, **common_fields)
-        for o in outputs
-        for arch in widths
-        for width in widths[arch]
-        for seed in range(seeds)
-    ]
+    return common.grid_product(Config, arch=widths, n_outputs=outputs, depth=DEPTHS, width=widths,
+                               seed=range(seeds), **common_fields)
 
 
 #: Every approximation shares the pNTK's limit and rate at initialization (THEORY.md §3).

@@ -7,11 +7,13 @@ forming the (N*O) x (N*O) Kronecker product.
 
 from __future__ import annotations
 
+import itertools
 import platform
 import subprocess
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict
 from functools import lru_cache
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import jax
 import jax.numpy as jnp
@@ -140,6 +142,34 @@ class CaseConfig:
     def id(self) -> str:
         """Readable case id, e.g. ``mlp-d03-w0512-s2``."""
         return case_id(self)
+
+
+_Case = TypeVar("_Case")
+
+
+def grid_product(make: Callable[..., _Case], arch: Iterable[str], **axes: Any) -> list[_Case]:
+    """Every case of a grid: ``make(arch=a, **point)`` for each architecture ``a`` and each point
+    of the Cartesian product of ``axes`` (looped in the order given, the last fastest).
+
+    An axis is a sequence of values, a single value (a string or number: one point), or a
+    mapping from architecture to either (a per-architecture axis, e.g. widths). Every
+    experiment's grid is built here, so the case lists of all grids follow one rule::
+
+        grid_product(Config, arch=widths, depth=depths, width=widths, seed=range(5), dataset="digits")
+    """
+    configs = []
+    for name in arch:
+        values = [_axis_values(axis, name) for axis in axes.values()]
+        configs += [make(arch=name, **dict(zip(axes, point, strict=True))) for point in itertools.product(*values)]
+    return configs
+
+
+def _axis_values(axis: Any, arch: str) -> tuple[Any, ...]:
+    if isinstance(axis, Mapping):
+        axis = axis[arch]
+    if isinstance(axis, str) or not isinstance(axis, Iterable):
+        return (axis,)
+    return tuple(axis)
 
 
 # --------------------------------------------------------------------------- provenance

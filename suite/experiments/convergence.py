@@ -73,14 +73,9 @@ class Config(common.CaseConfig):
 def make_grid(widths, depths, seeds: int, activations=None, **common_fields) -> list[Config]:
     """Every (arch, depth, width, seed) of per-arch ``widths`` and ``depths`` tables, and every
     activation of an optional per-arch ``activations`` table (default: ReLU only)."""
-    return [
-        Config(arch, depth, width, seed, activation=act, **common_fields)
-        for arch in widths
-        for act in (activations or {}).get(arch, ("relu",))
-        for depth in depths[arch]
-        for width in widths[arch]
-        for seed in range(seeds)
-    ]
+    per_arch_activations = {arch: (activations or {}).get(arch, ("relu",)) for arch in widths}
+    return common.grid_product(Config, arch=widths, activation=per_arch_activations, depth=depths,
+                               width=widths, seed=range(seeds), **common_fields)
 
 
 #: Seeds of the quick grid. The headline series (pNTK rel_frobenius per arch and depth) must be

@@ -20,12 +20,13 @@ depth.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 
 from suite import models
 from suite.errors import SuiteError
-from suite.experiments import Experiment, convergence
+from suite.experiments import Experiment, common, convergence
 
 VERSION = "1"
 
@@ -104,13 +105,11 @@ def _layouts(arch: str, stages: tuple[str, ...], wrn_depths: tuple[int, ...]) ->
 
 def _grid(widths, stages: tuple[str, ...], seeds: int, wrn_depths: tuple[int, ...] = WRN_DEPTHS,
           **common_fields) -> list[Config]:
-    return [
-        Config(arch, depth, width, seed, stages=layout, **common_fields)
-        for arch in widths
-        for depth, layout in _layouts(arch, stages, wrn_depths)
-        for width in widths[arch]
-        for seed in range(seeds)
-    ]
+    def make(arch: str, layout: tuple[int, str], **fields: Any) -> Config:
+        return Config(arch=arch, depth=layout[0], stages=layout[1], **fields)
+
+    layouts = {arch: tuple(_layouts(arch, stages, wrn_depths)) for arch in widths}
+    return common.grid_product(make, arch=widths, layout=layouts, width=widths, seed=range(seeds), **common_fields)
 
 
 #: The ``paper`` grid (accelerators; CIFAR-10 from a local copy): ResNet-18 at 1/4 to 2x its

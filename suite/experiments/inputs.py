@@ -22,7 +22,7 @@ every N, so within a seed the N dependence is not masked by the network-to-netwo
 
 from __future__ import annotations
 
-from suite.experiments import Experiment, convergence
+from suite.experiments import Experiment, common, convergence
 
 VERSION = "1"
 
@@ -53,13 +53,8 @@ FULL_SEEDS = 5
 
 
 def _grid(widths, n_inputs, seeds: int, dataset: str) -> list[convergence.Config]:
-    return [
-        convergence.Config(arch, DEPTH, width, seed, n_outputs=N_OUTPUTS, dataset=dataset, n_inputs=n)
-        for arch in widths
-        for n in n_inputs[arch]
-        for width in widths[arch]
-        for seed in range(seeds)
-    ]
+    return common.grid_product(convergence.Config, arch=widths, n_inputs=n_inputs, width=widths, seed=range(seeds),
+                               depth=DEPTH, n_outputs=N_OUTPUTS, dataset=dataset)
 
 
 GRIDS = {

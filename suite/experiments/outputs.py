@@ -31,7 +31,7 @@ seeds) and CNN width 512 (100 s at O = 100, 6.4 GB through the blocked eNTK).
 
 from __future__ import annotations
 
-from suite.experiments import Experiment, convergence
+from suite.experiments import Experiment, common, convergence
 
 VERSION = "1"
 
@@ -53,15 +53,8 @@ DEPTH = 2
 
 
 def _grid(widths, n_inputs, seeds: int, dataset: str, outputs=OUTPUTS) -> list[convergence.Config]:
-    return [
-        convergence.Config(
-            arch, DEPTH, width, seed, n_outputs=o, dataset=dataset, n_inputs=n_inputs[arch]
-        )
-        for arch in widths
-        for o in outputs
-        for width in widths[arch]
-        for seed in range(seeds)
-    ]
+    return common.grid_product(convergence.Config, arch=widths, n_outputs=outputs, width=widths, seed=range(seeds),
+                               depth=DEPTH, dataset=dataset, n_inputs=n_inputs)
 
 
 #: Seeds of the quick grid. 10, because with O = 2 the error rests on very few random entries and

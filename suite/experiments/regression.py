@@ -108,12 +108,7 @@ class Config(common.CaseConfig):
 
 
 def _grid(widths, seeds: int, **fields) -> list[Config]:
-    return [
-        Config(arch, DEPTHS[arch], width, seed, **fields)
-        for arch in widths
-        for width in widths[arch]
-        for seed in range(seeds)
-    ]
+    return common.grid_product(Config, arch=widths, depth=DEPTHS, width=widths, seed=range(seeds), **fields)
 
 
 def predict(series) -> Prediction | None:

@@ -118,7 +118,7 @@ class Config(common.CaseConfig):
 def _grid(seeds: int, trained: tuple[str, ...]) -> list[Config]:
     """The networks at init (``WIDTHS``), and for the archs in ``trained`` the ``TRAINED`` net at
     init and after ``TRAINED_EPOCHS`` at each of its learning rates."""
-    configs = [Config(arch, 2, width, seed) for arch, width in WIDTHS.items() for seed in range(seeds)]
+    configs = common.grid_product(Config, arch=WIDTHS, depth=2, width=WIDTHS, seed=range(seeds))
     for arch in trained:
         depth, width, readout, rates = TRAINED[arch]
         for seed in range(seeds):

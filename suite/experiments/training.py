@@ -148,13 +148,8 @@ class Config(common.CaseConfig):
 
 
 def _grid(widths, seeds: int, **fields: Any) -> list[Config]:
-    return [
-        Config(arch, DEPTHS[arch], width, seed, lr=lr, **fields)
-        for arch in widths
-        for lr in LEARNING_RATES[arch]
-        for width in widths[arch]
-        for seed in range(seeds)
-    ]
+    return common.grid_product(Config, arch=widths, lr=LEARNING_RATES, width=widths, seed=range(seeds),
+                               depth=DEPTHS, **fields)
 
 
 def predict(series) -> Prediction | None:
