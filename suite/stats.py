@@ -386,15 +386,29 @@ def _require_columns(df: pd.DataFrame, columns: Sequence[str], what: str) -> Non
         )
 
 
-def _describe_rows(df: pd.DataFrame, mask: NDArray[np.bool_], limit: int = 5) -> str:
-    """List up to ``limit`` offending rows as ``width=.., seed=.., value=..``."""
-    bad = df.loc[mask, list(REQUIRED_COLUMNS)].head(limit)
-    parts = [
-        f"(width={w!r}, seed={s!r}, value={v!r})"
-        for w, s, v in zip(bad["width"], bad["seed"], bad["value"], strict=True)
-    ]
+def _describe_rows(df: pd.DataFrame, mask: NDArray[np.bool_], limit: int = 5, first: str = "width") -> str:
+    """List up to ``limit`` offending rows as ``(width=.., seed=.., value=..)`` (``first``, then
+    whichever of width, seed and value the frame has)."""
+    columns = [c for c in dict.fromkeys((first, *REQUIRED_COLUMNS)) if c in df.columns]
+    bad = df.loc[mask, columns].head(limit)
+    parts = ["(" + ", ".join(f"{c}={v!r}" for c, v in zip(columns, row, strict=True)) + ")"
+             for row in bad.itertuples(index=False)]
     more = " ..." if int(mask.sum()) > limit else ""
     return ", ".join(parts) + more
+
+
+def _positive_finite(df: pd.DataFrame, column: str) -> np.ndarray:
+    """``df[column]`` as float64, refusing values whose log is undefined (the fits are in log-log)."""
+    arr = pd.to_numeric(df[column], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    with np.errstate(invalid="ignore"):
+        bad = ~(np.isfinite(arr) & (arr > 0))
+    if bad.any():
+        raise SuiteError(
+            f"{column}: {int(bad.sum())} of {len(arr)} rows are not positive finite numbers, "
+            f"so their log is undefined: {_describe_rows(df, bad, first=column)}; "
+            "drop or fix those rows before fitting"
+        )
+    return arr
 
 
 def fit_slope(
@@ -424,17 +438,8 @@ def fit_slope(
     if len(df) == 0:
         raise SuiteError("fit_slope got an empty frame; pass the rows of one case")
 
-    width = pd.to_numeric(df["width"], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-    value = pd.to_numeric(df["value"], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-    for name, arr in (("width", width), ("value", value)):
-        with np.errstate(invalid="ignore"):
-            bad = ~(np.isfinite(arr) & (arr > 0))
-        if bad.any():
-            raise SuiteError(
-                f"{int(bad.sum())} of {len(arr)} {name}s are not positive finite numbers, "
-                f"so their log is undefined: {_describe_rows(df, bad)}; "
-                "drop or fix those rows before fitting"
-            )
+    width = _positive_finite(df, "width")
+    value = _positive_finite(df, "value")
 
     seed_codes, seed_ids = pd.factorize(df["seed"], sort=True)
     if (seed_codes < 0).any():
@@ -612,15 +617,9 @@ def fit_power_law(x: ArrayLike, y: ArrayLike) -> tuple[float, float, float]:
             f"fit_power_law needs two 1-D arrays of equal length; got shapes "
             f"{xa.shape} and {ya.shape}"
         )
-    for name, arr in (("x", xa), ("y", ya)):
-        with np.errstate(invalid="ignore"):
-            bad = ~(np.isfinite(arr) & (arr > 0))
-        if bad.any():
-            raise SuiteError(
-                f"{int(bad.sum())} of {arr.size} {name} values are not positive finite "
-                f"numbers (log undefined), at indices {np.flatnonzero(bad)[:5].tolist()}; "
-                "drop or fix them"
-            )
+    points = pd.DataFrame({"x": xa, "y": ya})
+    _positive_finite(points, "x")
+    _positive_finite(points, "y")
     if np.unique(xa).size < 2:
         raise SuiteError(
             f"fit_power_law needs at least 2 distinct x values; got {np.unique(xa).size}"
@@ -689,16 +688,8 @@ def fit_exponent(
             seed with two distinct ``x`` at one value of ``within``.
     """
     _require_columns(rows, [x, within, "seed", "value"], "fit_exponent")
-    xs = rows[x].to_numpy(dtype=np.float64)
-    ys = rows["value"].to_numpy(dtype=np.float64)
-    for name, arr in ((x, xs), ("value", ys)):
-        with np.errstate(invalid="ignore"):
-            bad = ~(np.isfinite(arr) & (arr > 0))
-        if bad.any():
-            raise SuiteError(
-                f"fit_exponent: {int(bad.sum())} of {arr.size} {name!r} values are not positive finite "
-                f"numbers (log undefined), e.g. {arr[bad][:5].tolist()}"
-            )
+    xs = _positive_finite(rows, x)
+    ys = _positive_finite(rows, "value")
     log_x, log_y = np.log(xs), np.log(ys)
     groups = np.unique(rows[within].to_numpy(), return_inverse=True)[1].ravel()
     seeds = rows["seed"].to_numpy()

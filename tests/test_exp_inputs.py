@@ -129,6 +129,11 @@ def test_fit_exponent_errors() -> None:
         stats.fit_exponent(rows[rows["n_inputs"] == 8], "n_inputs")
     with pytest.raises(SuiteError, match="not positive finite"):
         stats.fit_exponent(rows.assign(value=rows["value"].where(rows["n_inputs"] != 8, 0.0)), "n_inputs")
+    # The same message as fit_slope's, naming the rows by the fitted column (no width needed).
+    by_depth = rows.rename(columns={"width": "depth"})
+    with pytest.raises(SuiteError, match=r"n_inputs: 18 of 90 rows are not positive finite.*\(n_inputs=-1, seed=0, value="):
+        stats.fit_exponent(by_depth.assign(n_inputs=by_depth["n_inputs"].where(by_depth["n_inputs"] != 8, -1.0)),
+                           "n_inputs", within="depth")
     with pytest.raises(SuiteError, match="lacks"):
         stats.fit_exponent(rows.drop(columns="seed"), "n_inputs")
     one_seed = stats.fit_exponent(rows[rows["seed"] == 0], "n_inputs")

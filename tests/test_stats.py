@@ -238,7 +238,7 @@ def test_fewer_than_three_widths_raises() -> None:
 def test_non_positive_or_non_finite_values_raise(bad: float) -> None:
     df = synthetic(-0.5)
     df.loc[[3, 7], "value"] = bad
-    with pytest.raises(SuiteError, match=r"2 of 30 values are not positive finite") as info:
+    with pytest.raises(SuiteError, match=r"value: 2 of 30 rows are not positive finite") as info:
         fit_slope(df)
     assert "width=512" in str(info.value)  # row 3 is seed 0, width 64 * 2^3
 
