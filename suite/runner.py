@@ -121,7 +121,8 @@ def archive(store: ResultStore, keys: Set[str] | None = None) -> Path:
         store: The store.
         keys: Only these cases (default: all). When other cases remain, the set-aside rows go
             to ``archive/<experiment>-<stamp>.csv`` with a copy of the sidecar, and the store
-            keeps the rest; otherwise both files are moved.
+            keeps the rest, its ``compute_seconds`` less the set-aside cases' own seconds;
+            otherwise both files are moved.
 
     Returns:
         The archive folder.
@@ -135,7 +136,12 @@ def archive(store: ResultStore, keys: Set[str] | None = None) -> Path:
     # Written before the rows leave the store: an interruption can duplicate, never lose.
     atomic_write_csv(dest / f"{store.experiment}-{stamp}.csv", rows[rows[CASE_KEY_COLUMN].isin(set(keys))])
     atomic_write_json(dest / f"{store.experiment}-{stamp}.json", store.metadata)
-    store.remove(set(keys))
+    removed = store.remove(set(keys))
+    # compute_seconds is the time behind the stored cases: take the set-aside cases' own
+    # seconds out, so a recomputed case is not counted twice.
+    if "seconds" in removed and "compute_seconds" in store.metadata:
+        spent = float(removed.groupby(CASE_KEY_COLUMN)["seconds"].first().sum())
+        store.write_metadata({"compute_seconds": max(0.0, float(store.metadata["compute_seconds"]) - spent)})
     return dest
 
 

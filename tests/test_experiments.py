@@ -227,6 +227,16 @@ def test_fresh_recomputes(tiny, tmp_path):
     assert (tmp_path / "data" / "archive").is_dir()
 
 
+def test_archiving_some_cases_takes_their_time_out_of_compute_seconds(tiny, tmp_path):
+    frame = runner.run_experiment("convergence", out=tmp_path, progress=False, max_cases=3)
+    store = ResultStore(tmp_path / "data", "convergence", version=EXPERIMENTS["convergence"].version)
+    before = store.metadata["compute_seconds"]
+    per_case = frame.groupby("case_key")["seconds"].first()
+    runner.archive(store, {per_case.index[0]})
+    assert store.metadata["compute_seconds"] == pytest.approx(before - per_case.iloc[0])
+    assert store.done_keys() == set(per_case.index[1:])
+
+
 def test_metadata_records_versions_backend_and_dtype(tiny, tmp_path):
     runner.run_experiment("convergence", out=tmp_path, progress=False, dtype="float64")
     meta = json.loads((tmp_path / "data" / "convergence.json").read_text())
