@@ -121,7 +121,7 @@ def archive(store: ResultStore, keys: Set[str] | None = None) -> Path:
         store: The store.
         keys: Only these cases (default: all). When other cases remain, the set-aside rows go
             to ``archive/<experiment>-<stamp>.csv`` with a copy of the sidecar, and the store
-            keeps the rest, its ``compute_seconds`` less the set-aside cases' own seconds;
+            keeps the rest (and its ``compute_seconds``, :func:`stored_seconds`, drops theirs);
             otherwise both files are moved.
 
     Returns:
@@ -136,13 +136,19 @@ def archive(store: ResultStore, keys: Set[str] | None = None) -> Path:
     # Written before the rows leave the store: an interruption can duplicate, never lose.
     atomic_write_csv(dest / f"{store.experiment}-{stamp}.csv", rows[rows[CASE_KEY_COLUMN].isin(set(keys))])
     atomic_write_json(dest / f"{store.experiment}-{stamp}.json", store.metadata)
-    removed = store.remove(set(keys))
-    # compute_seconds is the time behind the stored cases: take the set-aside cases' own
-    # seconds out, so a recomputed case is not counted twice.
-    if "seconds" in removed and "compute_seconds" in store.metadata:
-        spent = float(removed.groupby(CASE_KEY_COLUMN)["seconds"].first().sum())
-        store.write_metadata({"compute_seconds": max(0.0, float(store.metadata["compute_seconds"]) - spent)})
+    store.remove(set(keys))
+    store.write_metadata({"compute_seconds": stored_seconds(store)})
     return dest
+
+
+def stored_seconds(store: ResultStore) -> float:
+    """The compute time behind a store's results: the sum of its cases' own ``seconds``. Summed
+    from the rows, not timed around a run, so that it counts cases computed by runs that were
+    interrupted and leaves out cases set aside (a recomputed case counts once)."""
+    frame = store.load()
+    if frame.empty or "seconds" not in frame:
+        return 0.0
+    return float(frame.groupby(CASE_KEY_COLUMN)["seconds"].first().sum())
 
 
 def run_experiment(
@@ -244,7 +250,6 @@ def run_experiment(
         print(f"{exp.name}: {len(configs) - len(todo)} of {len(configs)} cases already in "
               f"{store.csv_path}; computing {len(todo)}", file=sys.stderr)
 
-    started = time.perf_counter()
     # Every grid a case was asked for, not only the one that computed it: a custom grid that
     # resumes a quick-grid case, or an --arch run, must find its cases in the report.
     grids = {str(g): set(v) for g, v in dict(store.metadata.get("grids") or {}).items()}
@@ -261,10 +266,9 @@ def run_experiment(
         store.add(key, rows)
         bar.update()
     bar.close()
-    previous = float(store.metadata.get("compute_seconds", 0.0))
     store.write_metadata({
         "finished": _now(),
-        "compute_seconds": previous + time.perf_counter() - started,
+        "compute_seconds": stored_seconds(store),
         "n_cases": len(store.done_keys()),
     })
     frame = store.load()

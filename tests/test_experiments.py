@@ -196,6 +196,13 @@ def test_a_crash_mid_run_keeps_finished_cases(tiny, tmp_path, monkeypatch):
     stored = ResultStore(tmp_path / "data", "convergence", version=exp.version)
     assert len(stored.done_keys()) == 2
     assert not list((tmp_path / "data").glob("*.tmp*")) and not list((tmp_path / "data").glob(".*"))
+    # The resumed run's compute time counts the interrupted run's cases too.
+    monkeypatch.setitem(EXPERIMENTS, "convergence", exp)
+    frame = runner.run_experiment("convergence", out=tmp_path, progress=False)
+    stored = ResultStore(tmp_path / "data", "convergence", version=exp.version)
+    case_seconds = frame.groupby("case_key")["seconds"].first()
+    assert len(case_seconds) == 6
+    assert stored.metadata["compute_seconds"] == pytest.approx(case_seconds.sum())
 
 
 def test_results_from_another_environment_are_archived_not_mixed(tiny, tmp_path, monkeypatch):
