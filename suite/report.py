@@ -44,7 +44,7 @@ HEADLINE = ("convergence", "pntk", "rel_frobenius")
 HEADLINE_SETTINGS = DEFAULT_SETTINGS
 
 #: Columns of a summary row that are not part of what identifies its series.
-_FIT_COLUMNS = {*stats.SUMMARY_COLUMNS, "value_at_max_width", "headline"}
+_FIT_COLUMNS = {*stats.SUMMARY_COLUMNS, "value_at_max_width", "headline", "regime_note"}
 _SHOWN = {"experiment", "arch", "depth", "kernel", "metric"}
 
 
@@ -74,11 +74,26 @@ def summarize(exp: Experiment, rows: pd.DataFrame) -> pd.DataFrame:
         f"{note}; {_NO_CLAIM}" if note else _NO_CLAIM for note in summary.loc[reported, "note"]
     ]
     summary["headline"] = is_headline(summary)
+    summary = _apply_regime(summary, exp.regime(rows) if exp.regime is not None else None, by)
     for key, count in dropped.items():
         key = key if isinstance(key, tuple) else (key,)
         mask = np.logical_and.reduce([summary[c] == v for c, v in zip(by, key, strict=True)])
         summary.loc[mask, "note"] = summary.loc[mask, "note"] + f"; {count} undefined values left out"
     return summary
+
+
+def _apply_regime(summary: pd.DataFrame, regime: pd.DataFrame | None, by: list[str]) -> pd.DataFrame:
+    """Add ``regime_note`` (the experiment's evidence that a series' widths are below its
+    prediction's regime; empty elsewhere), and give a not-consistent series with no other
+    reason the reason ``pre_asymptotic`` when it has one (THEORY.md §10, reason 3)."""
+    if regime is None or regime.empty:
+        return summary.assign(regime_note="")
+    keys = [c for c in by if c in regime.columns]
+    merged = summary.merge(regime[[*keys, "regime_note"]], on=keys, how="left", validate="many_to_one")
+    merged["regime_note"] = merged["regime_note"].fillna("")
+    explained = (merged["reason"] == "unexplained") & (merged["regime_note"] != "")
+    merged.loc[explained, "reason"] = "pre_asymptotic"
+    return merged
 
 
 def build(out: str | Path | None = None, grid: str | None = None) -> dict[str, Any]:
@@ -394,7 +409,9 @@ _REASON_TEXT = {
     "the seeds needed.",
     "pre_asymptotic": "The error is still bending towards the predicted rate: the slope over the larger "
     "half of the widths is closer to the band than the slope over the smaller half, and the per-seed bend "
-    "is significant (its 95% interval excludes 0). Evidence: the two half-range slopes.",
+    "is significant (its 95% interval excludes 0); or the experiment measures that the widths lie below the "
+    "regime where the prediction applies (regression: T4's perturbation ratio ≥ 1, THEORY.md §8). Evidence: "
+    "the two half-range slopes, and the measurement listed under the table.",
     "unexplained": "None of the above: these would need a closer look.",
 }
 
@@ -428,6 +445,13 @@ def _not_consistent_section(summary: pd.DataFrame) -> list[str]:
                 f"{_fmt(r.slope_lower_half)} / {_fmt(r.slope_upper_half)} | {sd} | {r.n_seeds} / {needed} |"
             )
         parts.append("")
+        if key == "pre_asymptotic" and "regime_note" in rows:
+            noted = rows[rows["regime_note"] != ""]
+            for (_, row), r in zip(noted.iterrows(), noted.itertuples(index=False), strict=True):
+                series = _series_label(row, varying.get(r.experiment, [])) or "–"
+                parts.append(f"- {r.experiment} {r.arch} depth {r.depth} {series} {r.kernel}: {r.regime_note}")
+            if not noted.empty:
+                parts.append("")
     return parts
 
 

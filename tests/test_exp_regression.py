@@ -255,3 +255,28 @@ def test_findings_name_the_ridge_that_reaches_the_first_order_regime():
     assert text.count("ridgeless: ratio 4") == 3 and text.count("(T4: −0.5)") == 3
     frame = synthetic_frame()
     assert "no ridge run reaches" in fig_regression.findings(frame[frame["ridge"] < 1])
+
+
+def test_a_ridge_series_outside_t4s_first_order_regime_is_not_unexplained():
+    """A ridge series whose error falls too slowly (slope -0.2, a contradiction) is 'not yet
+    asymptotic' when its perturbation ratio at the widest width is >= 1 (THEORY.md §8, §10), and
+    stays unexplained (failing the gate) when the ratio is below 1."""
+    from suite import report
+
+    frame = synthetic_frame()
+    frame = frame[(frame["arch"] == "mlp") & (frame["ridge"] > 0) & (frame["kernel"] == "pntk")].copy()
+    slow = frame["metric"] == "pred_rel_diff"
+    noise = np.exp(0.05 * np.random.default_rng(1).standard_normal(int(slow.sum())))
+    frame.loc[slow, "value"] = frame.loc[slow, "width"] ** -0.2 * noise
+    summary = report.summarize(EXPERIMENTS["regression"], frame.assign(grid="quick"))
+    diff = summary[summary["metric"] == "pred_rel_diff"].set_index("ridge")
+    assert (diff["verdict"] == "contradicts").all()
+    # ratio 7 * 256^-0.5 / (0.01 + ridge), times noise of about 5%: 3.98 at ridge 0.1, 0.43 at ridge 1
+    assert diff.loc[0.1, "reason"] == "pre_asymptotic"
+    shown = float(diff.loc[0.1, "regime_note"].split("perturbation ratio ")[1].split()[0])
+    assert shown == pytest.approx(7 / 16 / 0.11, rel=0.15)
+    assert diff.loc[1.0, "reason"] == "unexplained" and diff.loc[1.0, "regime_note"] == ""
+    problems = report.gate(summary.assign(headline=False).to_dict("records"))
+    assert [p for p in problems if "unexplained contradiction" in p] == [
+        next(p for p in problems if "ridge=1.0" in p or "ridge=1" in p)
+    ]

@@ -68,6 +68,12 @@ class Experiment:
             series is ``reported``). Derivations: reports/THEORY.md.
         metric_text: short definitions of the metrics, for the report.
         timed: its rows include wall-clock timings, so cases run one at a time (``jobs=1``).
+        regime: optional evidence, from the experiment's own rows, that a series' widths lie
+            below the regime where its prediction applies: returns one row per such series
+            (its ``series_columns``) with a ``regime_note`` giving the number (regression:
+            T4's perturbation ratio >= 1 at the widest width, THEORY.md §8). A series it names
+            that is not consistent and has no other reason is "not yet asymptotic"
+            (THEORY.md §10).
     """
 
     name: str
@@ -84,6 +90,7 @@ class Experiment:
     metric_text: Mapping[str, str] = field(default_factory=dict)
     timed: bool = False
     predict: Callable[[Mapping[str, Any]], Prediction | None] = lambda series: None
+    regime: Callable[[pd.DataFrame], pd.DataFrame] | None = None
 
     def prediction(self, series: Mapping[str, Any]) -> Prediction | None:
         """The prediction for one series; None for report-only metrics."""
