@@ -138,3 +138,10 @@ def test_float64_spot_check_pairs_each_float64_series_with_its_float32_twin():
     assert "| cnn | 1 |" in text and "| inconclusive | no |" in text and "resnet" not in text
     assert "Some float64 verdicts differ" in text
     assert report._float64_section(summary[summary["dtype"] == "float32"]) == []
+    # In a whole report's summary other experiments' columns (here n_train) are NaN on these rows;
+    # the twin must still be found, and a float64 series without one is shown, never dropped.
+    agreeing = summary[summary["arch"] == "mlp"].assign(n_train=np.nan)
+    text = "\n".join(report._float64_section(agreeing))
+    assert "| consistent | yes |" in text and "Every float64 verdict equals its float32 verdict." in text
+    orphan = "\n".join(report._float64_section(agreeing[agreeing["dtype"] == "float64"]))
+    assert "no float32 twin" in orphan and "Every float64 verdict" not in orphan

@@ -277,6 +277,17 @@ def format_width_axis(ax: Axes, widths: Iterable[float], axis_inches: float = 3.
     ax.grid(True, which="major", axis="x")
 
 
+def _log_tick(value: float) -> str:
+    """A log axis' tick label: plain from 0.001 to 1000 (0.05, 0.1, 200), a power of ten beyond
+    (10^4 rather than 10000, 10^-5 rather than 0.00001), so wide ranges stay readable."""
+    if value <= 0:
+        return ""
+    exponent = math.log10(value)
+    if (exponent > 3.5 or exponent < -3.5) and abs(exponent - round(exponent)) < 1e-6:
+        return f"$10^{{{round(exponent)}}}$"
+    return _plain(float(f"{value:.6g}"))
+
+
 def format_log_y(ax: Axes) -> None:
     """Log-scale y axis with plain tick labels (0.05, 0.1, 0.2, ...) and unlabelled minors.
 
@@ -296,7 +307,7 @@ def format_log_y(ax: Axes) -> None:
     else:
         subs = tuple(float(s) for s in range(1, 10))
     ax.yaxis.set_major_locator(LogLocator(base=10, subs=subs))
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: _plain(float(f"{v:.6g}"))))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: _log_tick(v)))
     ax.yaxis.set_minor_locator(LogLocator(base=10, subs="auto"))
     ax.yaxis.set_minor_formatter(NullFormatter())
     ax.set_ylim(low, high)
