@@ -44,7 +44,7 @@ HEADLINE = ("convergence", "pntk", "rel_frobenius")
 HEADLINE_SETTINGS = DEFAULT_SETTINGS
 
 #: Columns of a summary row that are not part of what identifies its series.
-_FIT_COLUMNS = {*stats.SUMMARY_COLUMNS, "value_at_max_width", "headline", "regime_note"}
+_FIT_COLUMNS = {*stats.SUMMARY_COLUMNS, "value_at_max_width", "headline"}
 _SHOWN = {"experiment", "arch", "depth", "kernel", "metric"}
 
 
@@ -61,7 +61,8 @@ def summarize(exp: Experiment, rows: pd.DataFrame) -> pd.DataFrame:
     undefined = rows["metric"].isin(exp.report_only_metrics) & ~np.isfinite(rows["value"])
     dropped = rows[undefined].groupby(by, dropna=False).size()
     rows = rows[~undefined]
-    summary = stats.summarize(rows, by=by, predict=exp.prediction)
+    summary = stats.summarize(rows, by=by, predict=exp.prediction,
+                              regime=exp.regime(rows) if exp.regime is not None else None)
     summary.insert(0, "experiment", exp.name)
     # The seed-mean (geometric) value at the largest width: a number for every series, also
     # those with one width (no slope) or no claimed rate.
@@ -74,26 +75,11 @@ def summarize(exp: Experiment, rows: pd.DataFrame) -> pd.DataFrame:
         f"{note}; {_NO_CLAIM}" if note else _NO_CLAIM for note in summary.loc[reported, "note"]
     ]
     summary["headline"] = is_headline(summary)
-    summary = _apply_regime(summary, exp.regime(rows) if exp.regime is not None else None, by)
     for key, count in dropped.items():
         key = key if isinstance(key, tuple) else (key,)
         mask = np.logical_and.reduce([summary[c] == v for c, v in zip(by, key, strict=True)])
         summary.loc[mask, "note"] = summary.loc[mask, "note"] + f"; {count} undefined values left out"
     return summary
-
-
-def _apply_regime(summary: pd.DataFrame, regime: pd.DataFrame | None, by: list[str]) -> pd.DataFrame:
-    """Add ``regime_note`` (the experiment's evidence that a series' widths are below its
-    prediction's regime; empty elsewhere), and give a not-consistent series with no other
-    reason the reason ``pre_asymptotic`` when it has one (THEORY.md §10, reason 3)."""
-    if regime is None or regime.empty:
-        return summary.assign(regime_note="")
-    keys = [c for c in by if c in regime.columns]
-    merged = summary.merge(regime[[*keys, "regime_note"]], on=keys, how="left", validate="many_to_one")
-    merged["regime_note"] = merged["regime_note"].fillna("")
-    explained = (merged["reason"] == "unexplained") & (merged["regime_note"] != "")
-    merged.loc[explained, "reason"] = "pre_asymptotic"
-    return merged
 
 
 def build(out: str | Path | None = None, grid: str | None = None) -> dict[str, Any]:

@@ -99,6 +99,7 @@ SUMMARY_COLUMNS: tuple[str, ...] = (
     "prediction_source",
     "verdict",
     "reason",
+    "regime_note",
     "note",
 )
 
@@ -298,10 +299,12 @@ def verdict(
     return "inconclusive"
 
 
-def reason(fit: SlopeFit, thresholds: Thresholds = THRESHOLDS) -> str:
+def reason(fit: SlopeFit, thresholds: Thresholds = THRESHOLDS, regime_note: str = "") -> str:
     """Why a series with a prediction is not consistent (a key of :data:`REASONS`).
 
-    Checked in order, each from the series' own numbers:
+    Checked in order, each from the series' own numbers (``regime_note``: its experiment's
+    measurement that the widths lie below the prediction's regime, see
+    :attr:`suite.experiments.Experiment.regime`):
 
     1. ``outside_assumptions``: the prediction is derived outside the theorem's assumptions.
     2. ``too_few_seeds``: inconclusive, and at most ``max_seeds_needed`` times the seeds it has
@@ -309,7 +312,8 @@ def reason(fit: SlopeFit, thresholds: Thresholds = THRESHOLDS) -> str:
     3. ``pre_asymptotic``: the slope over the larger half of the widths is closer to the band
        than the slope over the smaller half, and this bend is significant (the t-interval of
        the per-seed bends excludes 0): the error is still bending towards the predicted rate
-       as the width grows.
+       as the width grows; or ``regime_note`` says the widths lie below the regime where the
+       prediction applies (THEORY.md §10, reason 3).
     4. ``unexplained``: none of these.
 
     Returns an empty string for consistent series and series without a prediction.
@@ -332,7 +336,7 @@ def reason(fit: SlopeFit, thresholds: Thresholds = THRESHOLDS) -> str:
 
     lower, upper = fit.slope_lower_half, fit.slope_upper_half
     significant = fit.bend_ci_low > 0 or fit.bend_ci_high < 0  # False for NaN
-    if significant and distance(upper) < distance(lower):
+    if (significant and distance(upper) < distance(lower)) or regime_note:
         return "pre_asymptotic"
     return "unexplained"
 
@@ -521,6 +525,7 @@ def summarize(
     by: Sequence[str],
     thresholds: Thresholds = THRESHOLDS,
     predict: Callable[[dict[str, object]], Prediction | None] = _predicts_rate,
+    regime: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Fit every series of a tidy results frame; one row per series.
 
@@ -534,6 +539,9 @@ def summarize(
         by: Columns identifying a series, e.g. ``["arch", "depth", "metric"]``.
         thresholds: Constants for the interval and the verdict.
         predict: The series' prediction from its ``by`` values (default: n^-1/2 for all).
+        regime: Optional rows naming series (by those of the ``by`` columns it has) with a
+            ``regime_note``: the evidence that their widths lie below the prediction's regime
+            (:func:`reason`, step 3); the note is copied to the series' row.
 
     Returns:
         The ``by`` columns followed by :data:`SUMMARY_COLUMNS`, sorted by the ``by`` columns.
@@ -545,6 +553,10 @@ def summarize(
     _require_columns(df, [*by, *REQUIRED_COLUMNS], "summarize")
     if len(set(by)) != len(by):
         raise SuiteError(f"summarize got repeated group columns {by}; name each once")
+
+    if regime is not None and not regime.empty:
+        keys = [c for c in by if c in regime.columns]
+        df = df.merge(regime[[*keys, "regime_note"]], on=keys, how="left", validate="many_to_one")
 
     groups: list[tuple[tuple[object, ...], pd.DataFrame]]
     if by:
@@ -558,6 +570,8 @@ def summarize(
     rows: list[dict[str, object]] = []
     for key, group in groups:
         row: dict[str, object] = dict(zip(by, key, strict=True))
+        note = group["regime_note"].iloc[0] if "regime_note" in group else ""
+        regime_note = note if isinstance(note, str) else ""
         pred = predict(dict(row))
         band = thresholds.band(pred) if pred is not None else (math.nan, math.nan)
         row.update(
@@ -575,13 +589,15 @@ def summarize(
                 r2=math.nan, n_widths=int(group["width"].nunique()), n_seeds=int(group["seed"].nunique()),
                 monotone=pd.NA, slope_lower_half=math.nan, slope_upper_half=math.nan, bend_ci_low=math.nan,
                 bend_ci_high=math.nan, seeds_needed=math.nan,
-                verdict=verdict(math.nan, math.nan, pred, thresholds), reason="", note=str(exc),
+                verdict=verdict(math.nan, math.nan, pred, thresholds), reason="", regime_note=regime_note,
+                note=str(exc),
             )
         else:
             fields = asdict(fit)
             for drop in ("intercept", "prediction"):
                 del fields[drop]
-            row.update(fields, note="")
+            fields["reason"] = reason(fit, thresholds, regime_note)
+            row.update(fields, regime_note=regime_note, note="")
         rows.append(row)
 
     out = pd.DataFrame(rows, columns=[*by, *SUMMARY_COLUMNS])

@@ -21,6 +21,7 @@ from suite.stats import (
     Thresholds,
     fit_power_law,
     fit_slope,
+    reason,
     summarize,
     verdict,
 )
@@ -211,6 +212,17 @@ def test_reason_too_few_seeds() -> None:
     assert fit.verdict == "inconclusive"
     assert fit.seeds_needed == 4
     assert fit.reason == "too_few_seeds"
+
+
+def test_reason_pre_asymptotic_from_the_experiments_regime_evidence() -> None:
+    # A straight -0.2 series contradicts -0.5 with no bend: unexplained, unless its experiment
+    # measured that the widths lie below the prediction's regime; a series with another reason
+    # (outside the assumptions) keeps it.
+    fit = fit_slope(synthetic(-0.2))
+    assert (fit.verdict, fit.reason) == ("contradicts", "unexplained")
+    assert reason(fit, regime_note="ratio 3 >= 1") == "pre_asymptotic"
+    outside = fit_slope(synthetic(-0.2), prediction=Prediction("slope", -0.5, "derived", within_assumptions=False))
+    assert reason(outside, regime_note="ratio 3 >= 1") == "outside_assumptions"
 
 
 def test_reason_pre_asymptotic_when_bending_towards_the_prediction() -> None:
