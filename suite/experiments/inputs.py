@@ -46,7 +46,8 @@ N_OUTPUTS = 10
 #: for the width slope per N, whose per-seed sd is 0.03-0.08 in the convergence experiment (8
 #: seeds there). The quick grid's cost is mostly compiling (one program per N and width), so 8
 #: seeds cost little; the full grid takes 5 (measured on 2 cores shared at load 7-15, cases then
-#: compiles: MLP 23 s per seed + 48 s, CNN 103 s per seed + 248 s, so about 15 min in all;
+#: compiles: MLP 23 s per seed + 48 s, CNN 103 s per seed + 248 s, so about 15 min in all; the
+#: committed full run, on a quieter machine: 207 s of case time;
 #: the slowest case is the CNN at width 256, N = 128: 47 s).
 QUICK_SEEDS = 8
 FULL_SEEDS = 5

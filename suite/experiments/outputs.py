@@ -23,7 +23,8 @@ width (about 8 GB for a CNN at O = 100, width 128, N = 32 on 8x8 digits). So the
 inputs, the MLP N = 32; N is the same for every O of one architecture, so the O comparison is
 never confounded with N. Full grid (14x14 mnist5k14; measured on 2 cores shared at load 7-15):
 the MLP takes 72 s per seed (48 cases) plus 136 s of compiling, the CNN 88 s per seed (30 cases)
-plus 128 s, so about 26 min for 8 seeds; the slowest cases are the MLP at width 8192, O = 100
+plus 128 s, so about 26 min for 8 seeds (the committed full run, on a quieter machine: 464 s of
+case time); the slowest cases are the MLP at width 8192, O = 100
 (18 s) and the CNN at width 256, O = 100 (25 s). Not run: MLP width 16384 (40-70 s at O = 100,
 17 s at O = 2 of which 9-13 s is initialising 270M parameters; 4.5 GB; about +16 min for 8
 seeds) and CNN width 512 (100 s at O = 100, 6.4 GB through the blocked eNTK).

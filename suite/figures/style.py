@@ -289,7 +289,8 @@ def _log_tick(value: float) -> str:
 
 
 def format_log_y(ax: Axes) -> None:
-    """Log-scale y axis with plain tick labels (0.05, 0.1, 0.2, ...) and unlabelled minors.
+    """Log-scale y axis with plain tick labels (0.05, 0.1, 0.2, ...; powers of ten as 10^k beyond
+    about 1e3 and 1e-3, :func:`_log_tick`) and unlabelled minors.
 
     Call after all data of the axis (and of axes sharing it) is drawn: the tick
     density is chosen from the final limits, so there are always at least two
