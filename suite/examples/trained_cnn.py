@@ -37,8 +37,9 @@ def train(config: training.Config = CONFIG, epochs: int | None = None) -> tuple[
     """(apply_fn, params after ``epochs`` epochs (default: config.epochs), the data split).
 
     The same steps as :func:`suite.experiments.training.run`: ``common.network`` for the
-    initialization, ``training.trainer``'s jitted SGD step, one permutation of the training set
-    per epoch from ``numpy.random.default_rng(config.seed)``, and ``_require_finite``.
+    initialization, ``training.trainer``'s jitted SGD step, ``training.sgd_epoch`` (one
+    permutation of the training set per epoch from ``numpy.random.default_rng(config.seed)``),
+    and ``_require_finite``.
     """
     epochs = config.epochs if epochs is None else epochs
     common.ensure_dtype(config.dtype)
@@ -48,12 +49,8 @@ def train(config: training.Config = CONFIG, epochs: int | None = None) -> tuple[
     step, _ = training.trainer(model.apply, config.loss, float(config.lr), float(config.momentum))
     velocity = jax.tree_util.tree_map(jnp.zeros_like, params)
     order = np.random.default_rng(config.seed)
-    steps_per_epoch = config.n_train // config.batch_size
     for _ in range(epochs):
-        perm = order.permutation(config.n_train)
-        for b in range(steps_per_epoch):
-            idx = perm[b * config.batch_size:(b + 1) * config.batch_size]
-            params, velocity, _ = step(params, velocity, d.x_train[idx], d.t_train[idx])
+        params, velocity = training.sgd_epoch(step, params, velocity, d.x_train, d.t_train, order, config.batch_size)
     training._require_finite(params, config, epochs)
     return model.apply, params, d
 
