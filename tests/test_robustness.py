@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -117,23 +118,26 @@ def test_killed_runs_resume_to_the_uninterrupted_result(tmp_path, sig):
     rng = random.Random(1234)
     out = tmp_path / "killed"
     interrupted = 0
-    sidecar = out / "data" / "convergence.json"
-    for _ in range(3):
-        before = sidecar.stat().st_mtime_ns if sidecar.exists() else None
+    csv = out / "data" / "convergence.csv"
+    for _ in range(6):
+        before = csv.stat().st_mtime_ns if csv.exists() else None
         proc = subprocess.Popen(_cli(grid, out), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        # Signal once the run has started its cases (it rewrites its sidecar first), at a random
-        # point after: a fixed delay lands in the imports on a loaded machine, where a SIGINT
-        # aborts inside jaxlib's C++ import (SIGABRT), before the CLI's handler exists.
+        # Signal once the run has stored a case, at a random point shortly after: a fixed delay
+        # lands in the imports on a loaded machine, where a SIGINT aborts inside jaxlib's C++
+        # import (SIGABRT), before the CLI's handler exists, and after the last case on a quiet one.
         deadline = time.monotonic() + 120
         while proc.poll() is None and time.monotonic() < deadline:
-            if sidecar.exists() and sidecar.stat().st_mtime_ns != before:
+            if csv.exists() and csv.stat().st_mtime_ns != before:
                 break
-            time.sleep(0.05)
-        time.sleep(rng.uniform(0.0, 2.0))
+            time.sleep(0.02)
+        time.sleep(rng.uniform(0.0, 0.3))
         proc.send_signal(sig)
         _, err = proc.communicate(timeout=120)
         if proc.returncode == 0:
-            continue  # finished before the signal
+            if interrupted:
+                break  # resumed to the end after an interruption
+            shutil.rmtree(out)  # finished before the signal: start over, to interrupt a run
+            continue
         interrupted += 1
         if sig == signal.SIGINT and proc.returncode == 130:
             assert "rerun the same command to resume" in err
