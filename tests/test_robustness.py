@@ -126,7 +126,10 @@ def test_killed_runs_resume_to_the_uninterrupted_result(tmp_path, sig):
     csv = out / "data" / "convergence.csv"
     for _ in range(6):
         before = csv.stat().st_mtime_ns if csv.exists() else None
-        proc = subprocess.Popen(_cli(grid, out), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        # SIG_DFL in the child: a SIGINT ignored by the parent (as in some pytest-xdist workers) is
+        # inherited, and Python then never raises KeyboardInterrupt, so no run could be interrupted.
+        proc = subprocess.Popen(_cli(grid, out), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         # Signal once the run has stored a case, at a random point within 0.1 s after: a fixed delay
         # lands in the imports on a loaded machine, where a SIGINT aborts inside jaxlib's C++
         # import (SIGABRT), before the CLI's handler exists, and after the last case on a quiet one.
